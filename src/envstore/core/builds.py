@@ -1,0 +1,51 @@
+"""Build states, the transitions allowed between them, and build keys.
+
+The database is the source of truth for a build's state::
+
+    QUEUED ──► BUILDING ──► COMPLETED
+      │  ▲         │ └────► FAILED
+      │  └─────────┘ (requeued after a lost worker, attempt + 1)
+      └──────────┴──────► CANCELED
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from envstore.errors import Conflict
+
+__all__ = ["TERMINAL", "BuildStatus", "build_key", "check_transition"]
+
+
+class BuildStatus(enum.StrEnum):
+    QUEUED = "QUEUED"
+    BUILDING = "BUILDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+TERMINAL = frozenset({BuildStatus.COMPLETED, BuildStatus.FAILED, BuildStatus.CANCELED})
+
+_ALLOWED: dict[BuildStatus, frozenset[BuildStatus]] = {
+    BuildStatus.QUEUED: frozenset({BuildStatus.BUILDING, BuildStatus.CANCELED, BuildStatus.FAILED}),
+    BuildStatus.BUILDING: frozenset(
+        {BuildStatus.COMPLETED, BuildStatus.FAILED, BuildStatus.CANCELED, BuildStatus.QUEUED}
+    ),
+    BuildStatus.COMPLETED: frozenset(),
+    BuildStatus.FAILED: frozenset(),
+    BuildStatus.CANCELED: frozenset(),
+}
+
+
+def check_transition(current: BuildStatus, new: BuildStatus) -> None:
+    """Raise :class:`Conflict` unless a build may go from ``current`` to ``new``."""
+    if new not in _ALLOWED[current]:
+        raise Conflict(f"build is {current.value}; it cannot become {new.value}")
+
+
+def build_key(spec_sha256: str, scheduled_on: datetime, build_id: int, environment: str) -> str:
+    """``<spec-hash[:8]>-<YYYYMMDD-HHMMSS-ffffff>-<build-id>-<environment-name>``."""
+    stamp = scheduled_on.strftime("%Y%m%d-%H%M%S-%f")
+    return f"{spec_sha256[:8]}-{stamp}-{build_id}-{environment}"

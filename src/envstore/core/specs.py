@@ -1,0 +1,260 @@
+"""Environment specifications: parsing, validation, canonical form and hash.
+
+Accepts the usual conda ``environment.yaml`` (``name``, ``channels``, ``dependencies`` with an
+optional ``pip:`` list, ``variables``, ``description``) and a ``requirements.txt`` style list.
+A spec whose conda dependencies are at most a ``python`` version is a *PyPI environment*,
+built with uv; anything else is a *conda environment*.
+
+The canonical form ignores key order, whitespace, comments, duplicate entries and the order of
+dependencies, so the same spec always has the same :attr:`EnvironmentSpec.sha256`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from envstore.core.yamlsafe import load_bounded_yaml
+from envstore.errors import InvalidSpec, LimitExceeded, PayloadTooLarge
+
+__all__ = ["EnvironmentSpec", "SpecLimits", "parse_specification"]
+
+_ALLOWED_KEYS = {"name", "channels", "dependencies", "variables", "description", "prefix"}
+_LIST_ITEM = re.compile(rb"^[ \t]*- ", re.MULTILINE)
+_CONDA_DEP = re.compile(r"^(?:[A-Za-z0-9_.\-/:]+::)?([A-Za-z0-9_][A-Za-z0-9_.\-]*)(.*)$")
+_CONDA_VERSION_CHARS = re.compile(r"^[A-Za-z0-9_.*,|<>=!~\[\]'\"+ \-]*$")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class SpecLimits:
+    """Bounds applied while parsing (settings ``max_*``)."""
+
+    max_bytes: int = 256 * 1024
+    max_packages: int = 500
+    max_depth: int = 20
+    max_aliases: int = 16
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """A validated specification. ``conda`` holds conda match specs, ``pip`` PEP 508 strings."""
+
+    name: str | None = None
+    channels: tuple[str, ...] = ()
+    conda: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
+
+    @property
+    def kind(self) -> Literal["pypi", "conda"]:
+        """``pypi`` when the only conda dependency is (at most) ``python``."""
+        others = [dep for dep in self.conda if _dep_name(dep) != "python"]
+        return "conda" if others else "pypi"
+
+    @property
+    def python(self) -> str | None:
+        """The Python request for uv (``3.11``, ``3.11.7``, ``>=3.10``) or None for the default."""
+        for dep in self.conda:
+            if _dep_name(dep) == "python":
+                return _python_request(dep)
+        return None
+
+    @property
+    def requested_names(self) -> frozenset[str]:
+        """Normalised names of every package the user asked for (conda and pip)."""
+        names = {_dep_name(dep) for dep in self.conda}
+        names |= {canonicalize_name(Requirement(req).name) for req in self.pip}
+        return frozenset(names)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as an ``environment.yaml``-shaped mapping (canonical order)."""
+        deps: list[Any] = list(self.conda)
+        if self.pip:
+            deps.append({"pip": list(self.pip)})
+        data: dict[str, Any] = {"name": self.name, "channels": list(self.channels), "dependencies": deps}
+        if self.variables:
+            data["variables"] = dict(sorted(self.variables.items()))
+        return data
+
+    @property
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical_json.encode()).hexdigest()
+
+    def with_name(self, name: str) -> EnvironmentSpec:
+        return EnvironmentSpec(name, self.channels, self.conda, self.pip, self.variables, self.description)
+
+
+def parse_specification(text: str | bytes, limits: SpecLimits | None = None) -> EnvironmentSpec:
+    """Parse an ``environment.yaml`` or a requirements list, enforcing ``limits``."""
+    limits = limits or SpecLimits()
+    raw = text.encode() if isinstance(text, str) else text
+    if len(raw) > limits.max_bytes:
+        raise PayloadTooLarge(
+            f"specification is {len(raw)} bytes; the limit is {limits.max_bytes} (max_spec_bytes)",
+            limit="max_spec_bytes",
+        )
+    # A cheap count before parsing keeps a 10,000-package spec from costing a full YAML parse.
+    if len(_LIST_ITEM.findall(raw)) > limits.max_packages + 64 or raw.count(b"\n") > 4 * limits.max_packages + 256:
+        _too_many(limits, "more than")
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSpec("specification is not valid UTF-8") from None
+    if "\x00" in decoded:
+        raise InvalidSpec("specification contains a NUL character")
+    data = load_bounded_yaml(decoded, max_depth=limits.max_depth, max_aliases=limits.max_aliases)
+    if isinstance(data, dict):
+        spec = _from_mapping(data)
+    else:
+        spec = parse_requirements(decoded)
+    count = len(spec.conda) + len(spec.pip)
+    if count > limits.max_packages:
+        _too_many(limits, str(count))
+    if count == 0:
+        raise InvalidSpec("specification lists no packages")
+    return spec
+
+
+def parse_requirements(text: str) -> EnvironmentSpec:
+    """Parse a ``requirements.txt`` style list (one PEP 508 requirement per line)."""
+    reqs: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.split(" #", 1)[0].strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("-"):
+            raise InvalidSpec(f"line {number}: pip options such as {stripped.split()[0]!r} are not supported")
+        reqs.append(_validate_pip(stripped, f"line {number}"))
+    return EnvironmentSpec(pip=_dedupe(reqs))
+
+
+def _from_mapping(data: dict[Any, Any]) -> EnvironmentSpec:
+    unknown = sorted(str(key) for key in data if key not in _ALLOWED_KEYS)
+    if unknown:
+        raise InvalidSpec(f"unknown key(s) in specification: {', '.join(unknown)}")
+    name = _optional_str(data.get("name"), "name")
+    description = _optional_str(data.get("description"), "description")
+    channels = _str_list(data.get("channels") or [], "channels")
+    conda, pip = _split_dependencies(data.get("dependencies"))
+    variables = _variables(data.get("variables") or {})
+    return EnvironmentSpec(name, tuple(channels), _dedupe(conda), _dedupe(pip), variables, description)
+
+
+def _split_dependencies(value: Any) -> tuple[list[str], list[str]]:
+    if value is None:
+        return [], []
+    if not isinstance(value, list):
+        raise InvalidSpec("'dependencies' must be a list")
+    conda: list[str] = []
+    pip: list[str] = []
+    for item in value:
+        if isinstance(item, dict):
+            if set(item) != {"pip"}:
+                raise InvalidSpec("a mapping in 'dependencies' may only be a 'pip:' list")
+            pip.extend(_validate_pip(req, "pip") for req in _str_list(item["pip"] or [], "pip"))
+        elif isinstance(item, str | int | float):
+            conda.append(_validate_conda(str(item)))
+        else:
+            raise InvalidSpec(f"unsupported dependency entry: {item!r}")
+    return conda, pip
+
+
+def _validate_conda(dep: str) -> str:
+    dep = " ".join(dep.split())
+    match = _CONDA_DEP.match(dep)
+    if not match or not _CONDA_VERSION_CHARS.match(match.group(2)):
+        raise InvalidSpec(f"invalid conda dependency {dep!r}")
+    if match.group(1).lower() == "pip" and not match.group(2).strip():
+        return "pip"
+    if match.group(1).lower() == "python":
+        _python_request(dep)  # validates the version part
+    return dep
+
+
+def _validate_pip(req: str, where: str) -> str:
+    if req.startswith("-"):
+        raise InvalidSpec(f"{where}: pip options such as {req.split()[0]!r} are not supported")
+    try:
+        parsed = Requirement(req)
+    except InvalidRequirement as exc:
+        raise InvalidSpec(f"{where}: invalid requirement {req!r}: {exc}") from None
+    if parsed.url:
+        raise InvalidSpec(f"{where}: direct references ({req!r}) are not supported; name a version")
+    return str(parsed)
+
+
+def _python_request(dep: str) -> str | None:
+    version = dep.split("::")[-1][len("python") :].strip().replace(" ", "")
+    if not version:
+        return None
+    if version.startswith("=") and not version.startswith("=="):
+        version = version[1:]
+    if version.startswith("=="):
+        version = version[2:]
+    version = version.removesuffix(".*")
+    try:
+        if version[:1].isdigit():
+            Version(version)
+        else:
+            SpecifierSet(version)
+    except (InvalidVersion, InvalidSpecifier):
+        raise InvalidSpec(f"invalid python version {dep!r}") from None
+    return version
+
+
+def _dep_name(dep: str) -> str:
+    match = _CONDA_DEP.match(dep)
+    return match.group(1).lower() if match else dep.lower()
+
+
+def _variables(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise InvalidSpec("'variables' must be a mapping")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _VARIABLE.fullmatch(key):
+            raise InvalidSpec(f"invalid variable name {key!r}")
+        if not isinstance(val, str | int | float | bool):
+            raise InvalidSpec(f"variable {key!r} must be a scalar")
+        out[key] = str(val)
+    return out
+
+
+def _str_list(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+        raise InvalidSpec(f"'{what}' must be a list of strings")
+    return [str(v).strip() for v in value]
+
+
+def _optional_str(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | int | float):
+        raise InvalidSpec(f"'{what}' must be a string")
+    return str(value)
+
+
+def _dedupe(items: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(items)))
+
+
+def _too_many(limits: SpecLimits, count: str) -> None:
+    raise LimitExceeded(
+        f"specification lists {count} {limits.max_packages} packages; "
+        f"the limit is {limits.max_packages} (max_packages)",
+        limit="max_packages",
+    )

@@ -1,0 +1,65 @@
+"""Bounded, code-free YAML loading for untrusted specifications (RELIABILITY.md I3).
+
+PyYAML's ``SafeLoader`` already refuses ``!!python/*`` tags; on top of it this loader bounds the
+nesting depth and the number of aliases while the document is *composed*, so an alias bomb or a
+1,000-deep nesting is refused before anything large is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.nodes import Node
+
+from envstore.errors import InvalidSpec, LimitExceeded
+
+__all__ = ["load_bounded_yaml"]
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    max_depth = 20
+    max_aliases = 16
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Node | None, index: object) -> Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > self.max_aliases:
+                raise LimitExceeded(
+                    f"specification uses more than {self.max_aliases} YAML aliases "
+                    "(limit max_yaml_aliases)",
+                    limit="max_yaml_aliases",
+                )
+        self._depth += 1
+        if self._depth > self.max_depth:
+            raise LimitExceeded(
+                f"specification is nested deeper than {self.max_depth} levels "
+                "(limit max_yaml_depth)",
+                limit="max_yaml_depth",
+            )
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call,no-any-return]
+        finally:
+            self._depth -= 1
+
+
+def load_bounded_yaml(text: str, *, max_depth: int, max_aliases: int) -> Any:
+    """Parse one YAML document with the given bounds; raise :class:`InvalidSpec` on bad YAML."""
+    loader_cls = type("Loader", (_BoundedLoader,), {"max_depth": max_depth, "max_aliases": max_aliases})
+    loader = loader_cls(text)
+    try:
+        return loader.get_single_data()
+    except yaml.constructor.ConstructorError as exc:
+        raise InvalidSpec(f"specification uses a YAML tag that is not allowed: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise InvalidSpec(f"specification is not valid YAML{where}: {problem}") from None
+    finally:
+        loader.dispose()

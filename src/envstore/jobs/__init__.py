@@ -1,0 +1,1 @@
+"""envstore.jobs."""

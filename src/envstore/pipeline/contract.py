@@ -1,0 +1,107 @@
+"""The JSON contract between the job worker (parent) and the pipeline runner (child process).
+
+The child never touches the database: it gets everything it needs in a :class:`BuildRequest`
+(``request.json``), prints its log on stdout, and leaves either ``result.json``
+(:class:`BuildResult`) or ``failure.json`` (:class:`BuildFailureInfo`) in ``work_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "FAILURE_FILE",
+    "REQUEST_FILE",
+    "RESULT_FILE",
+    "BuildFailureInfo",
+    "BuildRequest",
+    "BuildResult",
+    "PackageInfo",
+]
+
+REQUEST_FILE = "request.json"
+RESULT_FILE = "result.json"
+FAILURE_FILE = "failure.json"
+
+
+@dataclass
+class BuildRequest:
+    """What one build attempt must produce, with every path already decided by the parent."""
+
+    build_id: int
+    build_key: str
+    kind: Literal["pypi", "conda"]
+    spec: dict[str, Any]  # EnvironmentSpec.to_dict(): name, channels, dependencies (+ pip), variables
+    prefix: str  # absolute path of the environment to create; must not exist yet
+    work_dir: str  # scratch directory for this attempt; result/failure files go here
+    uv_cache_dir: str
+    conda_pkgs_dir: str
+    repodata_cache_dir: str
+    lockfile: str | None = None  # a submitted conda-lock v1 text: install exactly, never solve
+    as_of: str | None = None  # ISO datetime (UTC, naive): ignore releases published after it
+    pypi_index_url: str | None = None
+    default_python: str = "3.11"
+    platform: str | None = None  # conda subdir, default: the host's
+    solve_timeout: float = 600.0
+    channel_alias: str = "https://conda.anaconda.org/"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, path: Path) -> BuildRequest:
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class PackageInfo:
+    """One installed package, as recorded in the database."""
+
+    name: str
+    version: str
+    manager: Literal["conda", "pip"]
+    channel: str  # channel URL (conda) or index URL (pip)
+    url: str
+    sha256: str
+    requested: bool
+    build: str = ""
+    md5: str | None = None
+    license: str | None = None
+    summary: str | None = None
+    size: int | None = None
+
+
+@dataclass
+class BuildResult:
+    lockfile: str  # conda-lock v1 YAML text
+    pinned_yaml: str  # environment.yaml with every package pinned
+    packages: list[PackageInfo]
+    size: int  # bytes on disk of the prefix
+    python_version: str | None = None
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, path: Path) -> BuildResult:
+        data = json.loads(path.read_text())
+        data["packages"] = [PackageInfo(**p) for p in data["packages"]]
+        return cls(**data)
+
+
+@dataclass
+class BuildFailureInfo:
+    reason: str  # stable code, e.g. solve_failed, hash_mismatch, no_space
+    message: str
+    retryable: bool = False
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def read(cls, path: Path) -> BuildFailureInfo:
+        return cls(**json.loads(path.read_text()))
