@@ -37,7 +37,11 @@ class LockedPackage:
     requested: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        hashes = {"sha256": self.sha256} if self.md5 is None else {"md5": self.md5, "sha256": self.sha256}
+        hashes = (
+            {"sha256": self.sha256}
+            if self.md5 is None
+            else {"md5": self.md5, "sha256": self.sha256}
+        )
         return {
             "name": self.name,
             "version": self.version,
@@ -105,7 +109,9 @@ class Lockfile:
             raise InvalidSpec("lockfile lists no packages")
         packages = tuple(_package(entry, index) for index, entry in enumerate(entries))
         channels = tuple(
-            str(c["url"]) for c in metadata.get("channels") or [] if isinstance(c, dict) and "url" in c
+            str(c["url"])
+            for c in metadata.get("channels") or []
+            if isinstance(c, dict) and "url" in c
         )
         return cls(
             platform=str(platforms[0]),
@@ -127,7 +133,9 @@ def _package(entry: Any, index: int) -> LockedPackage:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise InvalidSpec(f"lockfile package {entry['name']!r} has no valid sha256 hash")
     if entry["manager"] not in ("conda", "pip"):
-        raise InvalidSpec(f"lockfile package {entry['name']!r} has unknown manager {entry['manager']!r}")
+        raise InvalidSpec(
+            f"lockfile package {entry['name']!r} has unknown manager {entry['manager']!r}"
+        )
     url = str(entry["url"])
     if not url.startswith(("https://", "http://", "file://")):
         raise InvalidSpec(f"lockfile package {entry['name']!r} has an unsupported url {url!r}")

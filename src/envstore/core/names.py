@@ -18,7 +18,9 @@ DEFAULT_MAX_NAME_LENGTH = 128
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 
-def validate_name(value: str, *, kind: str = "name", max_length: int = DEFAULT_MAX_NAME_LENGTH) -> str:
+def validate_name(
+    value: str, *, kind: str = "name", max_length: int = DEFAULT_MAX_NAME_LENGTH
+) -> str:
     """Return ``value`` if it is a valid name, else raise :class:`InvalidName`."""
     if not isinstance(value, str) or value == "":
         raise InvalidName(f"{kind} must not be empty")

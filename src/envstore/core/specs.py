@@ -81,7 +81,11 @@ class EnvironmentSpec:
         deps: list[Any] = list(self.conda)
         if self.pip:
             deps.append({"pip": list(self.pip)})
-        data: dict[str, Any] = {"name": self.name, "channels": list(self.channels), "dependencies": deps}
+        data: dict[str, Any] = {
+            "name": self.name,
+            "channels": list(self.channels),
+            "dependencies": deps,
+        }
         if self.variables:
             data["variables"] = dict(sorted(self.variables.items()))
         return data
@@ -95,7 +99,9 @@ class EnvironmentSpec:
         return hashlib.sha256(self.canonical_json.encode()).hexdigest()
 
     def with_name(self, name: str) -> EnvironmentSpec:
-        return EnvironmentSpec(name, self.channels, self.conda, self.pip, self.variables, self.description)
+        return EnvironmentSpec(
+            name, self.channels, self.conda, self.pip, self.variables, self.description
+        )
 
 
 def parse_specification(text: str | bytes, limits: SpecLimits | None = None) -> EnvironmentSpec:
@@ -108,7 +114,10 @@ def parse_specification(text: str | bytes, limits: SpecLimits | None = None) -> 
             limit="max_spec_bytes",
         )
     # A cheap count before parsing keeps a 10,000-package spec from costing a full YAML parse.
-    if len(_LIST_ITEM.findall(raw)) > limits.max_packages + 64 or raw.count(b"\n") > 4 * limits.max_packages + 256:
+    if (
+        len(_LIST_ITEM.findall(raw)) > limits.max_packages + 64
+        or raw.count(b"\n") > 4 * limits.max_packages + 256
+    ):
         _too_many(limits, "more than")
     try:
         decoded = raw.decode("utf-8")
@@ -117,10 +126,7 @@ def parse_specification(text: str | bytes, limits: SpecLimits | None = None) -> 
     if "\x00" in decoded:
         raise InvalidSpec("specification contains a NUL character")
     data = load_bounded_yaml(decoded, max_depth=limits.max_depth, max_aliases=limits.max_aliases)
-    if isinstance(data, dict):
-        spec = _from_mapping(data)
-    else:
-        spec = parse_requirements(decoded)
+    spec = _from_mapping(data) if isinstance(data, dict) else parse_requirements(decoded)
     count = len(spec.conda) + len(spec.pip)
     if count > limits.max_packages:
         _too_many(limits, str(count))
@@ -137,7 +143,9 @@ def parse_requirements(text: str) -> EnvironmentSpec:
         if not stripped or stripped.startswith("#"):
             continue
         if stripped.startswith("-"):
-            raise InvalidSpec(f"line {number}: pip options such as {stripped.split()[0]!r} are not supported")
+            raise InvalidSpec(
+                f"line {number}: pip options such as {stripped.split()[0]!r} are not supported"
+            )
         reqs.append(_validate_pip(stripped, f"line {number}"))
     return EnvironmentSpec(pip=_dedupe(reqs))
 
@@ -151,7 +159,9 @@ def _from_mapping(data: dict[Any, Any]) -> EnvironmentSpec:
     channels = _str_list(data.get("channels") or [], "channels")
     conda, pip = _split_dependencies(data.get("dependencies"))
     variables = _variables(data.get("variables") or {})
-    return EnvironmentSpec(name, tuple(channels), _dedupe(conda), _dedupe(pip), variables, description)
+    return EnvironmentSpec(
+        name, tuple(channels), _dedupe(conda), _dedupe(pip), variables, description
+    )
 
 
 def _split_dependencies(value: Any) -> tuple[list[str], list[str]]:

@@ -26,8 +26,8 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
 
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:
-        if self.check_event(yaml.AliasEvent):
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        if self.check_event(yaml.AliasEvent):  # type: ignore[no-untyped-call]
             self._aliases += 1
             if self._aliases > self.max_aliases:
                 raise LimitExceeded(
@@ -43,19 +43,23 @@ class _BoundedLoader(yaml.SafeLoader):
                 limit="max_yaml_depth",
             )
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call,no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
 
 def load_bounded_yaml(text: str, *, max_depth: int, max_aliases: int) -> Any:
     """Parse one YAML document with the given bounds; raise :class:`InvalidSpec` on bad YAML."""
-    loader_cls = type("Loader", (_BoundedLoader,), {"max_depth": max_depth, "max_aliases": max_aliases})
+    loader_cls = type(
+        "Loader", (_BoundedLoader,), {"max_depth": max_depth, "max_aliases": max_aliases}
+    )
     loader = loader_cls(text)
     try:
         return loader.get_single_data()
     except yaml.constructor.ConstructorError as exc:
-        raise InvalidSpec(f"specification uses a YAML tag that is not allowed: {exc.problem}") from None
+        raise InvalidSpec(
+            f"specification uses a YAML tag that is not allowed: {exc.problem}"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

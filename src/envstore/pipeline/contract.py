@@ -34,7 +34,9 @@ class BuildRequest:
     build_id: int
     build_key: str
     kind: Literal["pypi", "conda"]
-    spec: dict[str, Any]  # EnvironmentSpec.to_dict(): name, channels, dependencies (+ pip), variables
+    spec: dict[
+        str, Any
+    ]  # EnvironmentSpec.to_dict(): name, channels, dependencies (+ pip), variables
     prefix: str  # absolute path of the environment to create; must not exist yet
     work_dir: str  # scratch directory for this attempt; result/failure files go here
     uv_cache_dir: str

@@ -1,1 +1,6 @@
-"""envstore.storage."""
+"""Where artifacts and prefixes live: the BlobStore protocol and the on-disk layout."""
+
+from envstore.storage.layout import StoreLayout
+from envstore.storage.local import BlobStore, LocalBlobStore
+
+__all__ = ["BlobStore", "LocalBlobStore", "StoreLayout"]

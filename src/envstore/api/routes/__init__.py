@@ -1,1 +1,1 @@
-"""envstore.api.routes."""
+"""One module per resource of the v1 API."""

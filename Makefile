@@ -1,0 +1,43 @@
+# envstore: `make serve` and `make test` are all a fresh machine needs (Python 3.11 on PATH).
+PYTHON ?= python3.11
+VENV := .venv
+UV := $(VENV)/bin/uv
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: serve install dev test lint bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r .ci/uv-bootstrap.txt
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --no-dev
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.dev-installed
+
+serve: install
+	$(VENV)/bin/envstore serve
+
+lint: dev
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: dev
+	$(VENV)/bin/python benchmarks/pypi_build.py
+	$(VENV)/bin/python benchmarks/conda_solve.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,117 @@
+"""``/build/``: list, show, rebuild, cancel, delete; logs, packages, lockfile and YAML."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from envstore.api.deps import Caller, DbSession, PageQuery, State
+from envstore.api.schemas import build_out, ok, ok_page, package_out
+from envstore.services import builds as svc
+from envstore.services.artifacts import artifact_bytes
+from envstore.services.submit import rebuild
+
+router = APIRouter(tags=["builds"])
+
+
+@router.get("/build/")
+def list_builds(
+    db: DbSession,
+    _who: Caller,
+    state: State,
+    paging: PageQuery,
+    status: str | None = None,
+    environment_id: int | None = None,
+    namespace: str | None = None,
+    name: str | None = None,
+    artifact: str | None = None,
+    packages: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:
+    filters = svc.BuildFilters(
+        status or None,
+        environment_id,
+        namespace or None,
+        name or None,
+        tuple(p for p in packages or () if p),
+        artifact or None,
+    )
+    page = svc.list_builds(db, filters, paging)
+    return ok_page(page, [build_out(b, state.layout) for b in page.items])
+
+
+@router.get("/build/{build_id}/")
+def get_build(db: DbSession, _who: Caller, state: State, build_id: int) -> dict[str, Any]:
+    return ok(build_out(svc.load_build(db, build_id), state.layout))
+
+
+@router.put("/build/{build_id}/")
+def rebuild_build(db: DbSession, _who: Caller, state: State, build_id: int) -> dict[str, Any]:
+    build = rebuild(db, build_id)
+    if state.queue is not None:
+        state.queue.notify(build.id)
+    return ok({"build_id": build.id}, f"build {build.id} queued to rebuild build {build_id}")
+
+
+@router.put("/build/{build_id}/cancel/")
+def cancel_build(db: DbSession, _who: Caller, state: State, build_id: int) -> dict[str, Any]:
+    build = svc.cancel_build(db, build_id)
+    if state.queue is not None:
+        state.queue.notify(build.id)
+    return {
+        "status": "ok",
+        "message": f"build {build_id} canceled"
+        if build.status == "CANCELED"
+        else f"build {build_id} is being canceled",
+    }
+
+
+@router.delete("/build/{build_id}/")
+def delete_build(db: DbSession, _who: Caller, build_id: int) -> dict[str, Any]:
+    svc.delete_build(db, build_id)
+    return {"status": "ok", "message": f"build {build_id} deleted"}
+
+
+@router.get("/build/{build_id}/packages/")
+def build_packages(
+    db: DbSession,
+    _who: Caller,
+    paging: PageQuery,
+    build_id: int,
+    search: str | None = None,
+    exact: bool = False,
+    build: str | None = None,
+) -> dict[str, Any]:
+    page = svc.build_packages(
+        db, build_id, paging, search=search or None, exact=exact, build=build or None
+    )
+    return ok_page(page, [package_out(pkg, requested) for pkg, requested in page.items])
+
+
+@router.get("/build/{build_id}/logs/", response_class=PlainTextResponse)
+def build_logs(
+    db: DbSession, _who: Caller, build_id: int, offset: Annotated[int, Query(ge=0)] = 0
+) -> PlainTextResponse:
+    """The build log from byte ``offset``; ``X-Envstore-Log-Offset`` says where to go on from."""
+    text, next_offset = svc.read_log(db, build_id, offset)
+    return PlainTextResponse(text, headers={"X-Envstore-Log-Offset": str(next_offset)})
+
+
+@router.get("/build/{build_id}/lockfile/", response_class=PlainTextResponse)
+@router.get("/build/{build_id}/conda-lock.yaml", response_class=PlainTextResponse)
+@router.get("/build/{build_id}/conda-lock.yml", response_class=PlainTextResponse)
+def build_lockfile(db: DbSession, _who: Caller, state: State, build_id: int) -> PlainTextResponse:
+    return PlainTextResponse(
+        artifact_bytes(db, state.blobs, build_id, "LOCKFILE"), media_type="text/yaml"
+    )
+
+
+@router.get("/build/{build_id}/yaml/", response_class=PlainTextResponse)
+def build_yaml(db: DbSession, _who: Caller, state: State, build_id: int) -> PlainTextResponse:
+    data = artifact_bytes(db, state.blobs, build_id, "YAML")
+    return PlainTextResponse(
+        data,
+        media_type="text/yaml",
+        headers={"Content-Disposition": f'attachment; filename="build-{build_id}.yaml"'},
+    )

@@ -1,0 +1,91 @@
+"""``/environment/``: list, show, switch the current build (rollback), describe, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from envstore.api.deps import Caller, DbSession, PageQuery, State
+from envstore.api.schemas import EnvironmentUpdate, build_out, environment_out, ok, ok_page
+from envstore.core.refs import parse_ref
+from envstore.errors import InvalidInput
+from envstore.services import environments as svc
+from envstore.services.artifacts import lockfile_text
+
+router = APIRouter(tags=["environments"])
+
+
+@router.get("/environment/")
+def list_environments(
+    db: DbSession,
+    _who: Caller,
+    paging: PageQuery,
+    search: str | None = None,
+    namespace: str | None = None,
+    name: str | None = None,
+    status: str | None = None,
+    artifact: str | None = None,
+    packages: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:
+    filters = svc.EnvFilters(
+        search or None,
+        namespace or None,
+        name or None,
+        status or None,
+        tuple(p for p in packages or () if p),
+        artifact or None,
+    )
+    page = svc.list_environments(db, filters, paging)
+    return ok_page(page, [environment_out(env) for env in page.items])
+
+
+@router.get("/environment/{namespace}/{name}/")
+def get_environment(db: DbSession, _who: Caller, namespace: str, name: str) -> dict[str, Any]:
+    return ok(environment_out(svc.load_environment(db, namespace, name)))
+
+
+@router.put("/environment/{namespace}/{name}/")
+def update_environment(
+    db: DbSession, who: Caller, state: State, namespace: str, name: str, body: EnvironmentUpdate
+) -> dict[str, Any]:
+    if body.build_id is None and body.description is None:
+        raise InvalidInput("give 'build_id' (to switch the current build) or 'description'")
+    env = None
+    if body.description is not None:
+        env = svc.update_description(db, namespace, name, body.description)
+    if body.build_id is not None:
+        env = svc.switch_current_build(db, state.layout, who, namespace, name, body.build_id)
+        return ok(
+            environment_out(env),
+            f"build {body.build_id} is now the current build of {namespace}/{name}",
+        )
+    return ok(environment_out(env) if env else None, "environment updated")
+
+
+@router.delete("/environment/{namespace}/{name}/")
+def delete_environment(
+    db: DbSession, who: Caller, state: State, namespace: str, name: str
+) -> dict[str, Any]:
+    svc.delete_environment(db, state.layout, who, namespace, name)
+    return {"status": "ok", "message": f"environment {namespace}/{name} deleted"}
+
+
+@router.get("/environment/{namespace}/{name}/lockfile/", response_class=PlainTextResponse)
+@router.get("/environment/{namespace}/{name}/conda-lock.yml", response_class=PlainTextResponse)
+@router.get("/environment/{namespace}/{name}/conda-lock.yaml", response_class=PlainTextResponse)
+def environment_lockfile(
+    db: DbSession, _who: Caller, state: State, namespace: str, name: str
+) -> PlainTextResponse:
+    build = svc.resolve_ref(db, parse_ref(f"{namespace}/{name}"))
+    return PlainTextResponse(lockfile_text(db, state.blobs, build.id), media_type="text/yaml")
+
+
+@router.get("/resolve/{namespace}/{name}/")
+def resolve(
+    db: DbSession, _who: Caller, state: State, namespace: str, name: str, ref: str = ""
+) -> dict[str, Any]:
+    """The build named by ``ref``: a build id, a build key, a date or nothing (the current one)."""
+    target = f"{namespace}/{name}@{ref}" if ref else f"{namespace}/{name}"
+    return ok(build_out(svc.resolve_ref(db, parse_ref(target)), state.layout))

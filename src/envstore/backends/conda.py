@@ -1,0 +1,487 @@
+"""The conda backend: fetch repodata, solve, verify archives and install with py-rattler.
+
+Called by ``pipeline.runner`` for conda environments (``request.kind == "conda"``). The flow is
+solve (or read a submitted lockfile) → fetch and verify every archive (sha256, and the I7
+safety rules of :mod:`envstore.backends.conda_archives`) → ``rattler.install`` into the fresh
+prefix with the shared package cache and no link scripts → the ``pip:`` section with uv into
+the prefix's own ``python`` → lockfile, pinned YAML and package records. Archives are verified
+*before* rattler sees them, so a refused package leaves nothing in the prefix or the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import rattler
+import yaml
+from rattler.exceptions import GatewayError, InstallerError, SolverError
+
+from envstore.backends import conda_records
+from envstore.backends.channels import channel_for_url, channel_urls, redact
+from envstore.backends.conda_archives import ArchiveLimits, check_archive, file_sha256
+from envstore.core.lockfile import LockedPackage, Lockfile
+from envstore.core.specs import EnvironmentSpec, parse_specification
+from envstore.errors import BuildFailure, InvalidSpec
+from envstore.pipeline.contract import BuildRequest, BuildResult
+
+__all__ = ["build", "host_platform", "solve_only"]
+
+Log = Callable[[str], None]
+
+
+def host_platform() -> str:
+    """The conda subdir of this machine, the default build platform."""
+    return str(rattler.Subdir.current())
+
+
+def build(request: BuildRequest, log: Log) -> BuildResult:
+    """Create the conda environment of ``request`` in ``request.prefix``.
+
+    Raises :class:`BuildFailure` with a stable ``reason`` (``channel_unreachable``,
+    ``solve_failed``, ``solve_timeout``, ``hash_mismatch``, ``unsafe_package``,
+    ``install_failed``...); the caller owns cleanup of the half-built prefix.
+    """
+    spec = _spec(request.spec)
+    platform = request.platform or host_platform()
+    if request.lockfile:
+        lock = _read_lockfile(request.lockfile, platform)
+        channels = list(lock.channels)
+        conda_locked = [p for p in lock.packages if p.manager == "conda"]
+        pip_locked = [p for p in lock.packages if p.manager == "pip"]
+        log(f"installing {len(conda_locked)} conda packages from the submitted lockfile")
+        records = asyncio.run(_records_from_lock(conda_locked, channels, request, log))
+    else:
+        channels = channel_urls(spec.channels, request.channel_alias)
+        records = solve_records(
+            channels,
+            list(spec.conda),
+            platform,
+            cache_dir=request.repodata_cache_dir,
+            as_of=request.as_of,
+            timeout=request.solve_timeout,
+            virtual_packages=request.extra.get("virtual_packages"),
+            log=log,
+        )
+        asyncio.run(_verify_records(records, request, log))
+        pip_locked = []
+    _install(records, request, platform, log)
+    python = _prefix_python(Path(request.prefix))
+    if spec.pip and not request.lockfile:
+        pip_locked = _pip_resolve(spec, python, request, platform, log)
+    if pip_locked:
+        _pip_install(pip_locked, python, request, log)
+    return _result(records, pip_locked, channels, spec, request, platform)
+
+
+def solve_only(
+    channels: Sequence[str],
+    specs: Sequence[str],
+    platform: str | None = None,
+    *,
+    cache_dir: str,
+    channel_alias: str = "https://conda.anaconda.org/",
+    as_of: str | None = None,
+    timeout: float = 600.0,
+    virtual_packages: Mapping[str, str | None] | None = None,
+) -> list[dict[str, Any]]:
+    """Solve without installing, for ``GET /specification/``: one dict per package.
+
+    Each dict has ``name``, ``version``, ``build``, ``channel``, ``url``, ``size``, sorted by
+    name, so the API can show what a specification would install.
+    """
+    urls = channel_urls(channels, channel_alias)
+    records = solve_records(
+        urls,
+        list(specs),
+        platform or host_platform(),
+        cache_dir=cache_dir,
+        as_of=as_of,
+        timeout=timeout,
+        virtual_packages=virtual_packages,
+        log=lambda _line: None,
+    )
+    rows = [
+        {
+            "name": record.name.normalized,
+            "version": str(record.version),
+            "build": str(record.build),
+            "channel": _channel_of(record, urls),
+            "url": record.url,
+            "size": record.size,
+        }
+        for record in records
+    ]
+    return sorted(rows, key=lambda row: str(row["name"]))
+
+
+def solve_records(
+    channels: Sequence[str],
+    specs: Sequence[str],
+    platform: str,
+    *,
+    cache_dir: str,
+    as_of: str | None,
+    timeout: float,
+    virtual_packages: Mapping[str, str | None] | None,
+    log: Log,
+) -> list[rattler.RepoDataRecord]:
+    """Fetch repodata (cached in ``cache_dir``) and solve ``specs`` for ``platform``."""
+    if not channels:
+        raise BuildFailure("solve_failed", "the specification names no channel")
+    if not specs:
+        raise BuildFailure("solve_failed", "the specification lists no conda package")
+    virtual = _virtual_packages(platform, virtual_packages)
+    cutoff = _as_of(as_of)
+    log(f"solving {len(specs)} specs for {platform} from {', '.join(map(redact, channels))}")
+    started = datetime.now(UTC)
+    records = asyncio.run(_solve(channels, specs, platform, virtual, cutoff, timeout, cache_dir))
+    elapsed = (datetime.now(UTC) - started).total_seconds()
+    log(f"solved {len(records)} packages in {elapsed:.2f}s")
+    return sorted(records, key=lambda r: r.name.normalized)
+
+
+async def _solve(
+    channels: Sequence[str],
+    specs: Sequence[str],
+    platform: str,
+    virtual: list[rattler.GenericVirtualPackage],
+    cutoff: datetime | None,
+    timeout: float,
+    cache_dir: str,
+) -> list[rattler.RepoDataRecord]:
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    gateway = rattler.Gateway(cache_dir=Path(cache_dir))
+    # An invalid subdir raises here, before any network traffic.
+    platforms = [rattler.Subdir(platform)] + (
+        [rattler.Subdir("noarch")] if platform != "noarch" else []
+    )
+    try:
+        # Query first so that an unreachable channel is told apart from an unsatisfiable spec.
+        await gateway.query(channels, platforms, specs, recursive=True)
+    except GatewayError as exc:
+        raise _unreachable(channels, exc) from None
+    try:
+        return await rattler.solve(
+            channels,
+            specs,
+            gateway=gateway,
+            platforms=platforms,
+            virtual_packages=virtual,
+            timeout=timedelta(seconds=timeout),
+            exclude_newer=cutoff,
+        )
+    except GatewayError as exc:
+        raise _unreachable(channels, exc) from None
+    except SolverError as exc:
+        text = str(exc)
+        if "cancelled" in text.lower():
+            raise BuildFailure(
+                "solve_timeout", f"the solve took longer than {timeout:.0f}s (solve_timeout)"
+            ) from None
+        raise BuildFailure("solve_failed", text.strip()) from None
+    except ValueError as exc:  # an unparsable match spec
+        raise BuildFailure("solve_failed", f"invalid package specification: {exc}") from None
+
+
+def _unreachable(channels: Sequence[str], exc: Exception) -> BuildFailure:
+    text = str(exc)
+    named = [url for url in channels if url.rstrip("/") in text] or list(channels)
+    first = text.splitlines()[-1] if text else type(exc).__name__
+    return BuildFailure(
+        "channel_unreachable",
+        f"cannot reach channel {redact(named[0])}: {redact_text(first, channels)}",
+        retryable=True,
+    )
+
+
+def redact_text(text: str, channels: Sequence[str]) -> str:
+    """``text`` with each channel URL replaced by its redacted form."""
+    for url in channels:
+        text = text.replace(url.rstrip("/"), redact(url).rstrip("/"))
+    return text
+
+
+def _virtual_packages(
+    platform: str, overrides: Mapping[str, str | None] | None
+) -> list[rattler.GenericVirtualPackage]:
+    """Detected virtual packages (or neutral ones for a foreign platform), then overrides.
+
+    ``overrides`` maps a name to ``version`` or ``version=build``; ``None`` removes the package,
+    so tests and admins can simulate a machine (``{"__glibc": "99"}``).
+    """
+    if platform == host_platform():
+        detected = {
+            str(v.name.normalized): v
+            for v in (p.into_generic() for p in rattler.VirtualPackage.detect())
+        }
+    else:
+        detected = {name: _generic(name, version) for name, version in _defaults(platform)}
+    for name, value in (overrides or {}).items():
+        if value is None:
+            detected.pop(name, None)
+        else:
+            detected[name] = _generic(name, str(value))
+    return list(detected.values())
+
+
+def _defaults(platform: str) -> list[tuple[str, str]]:
+    if platform.startswith("linux"):
+        return [("__unix", "0"), ("__linux", "5.10"), ("__glibc", "2.28")]
+    if platform.startswith("osx"):
+        return [("__unix", "0"), ("__osx", "11.0")]
+    if platform.startswith("win"):
+        return [("__win", "0")]
+    return []
+
+
+def _generic(name: str, value: str) -> rattler.GenericVirtualPackage:
+    version, _, build = value.partition("=")
+    try:
+        return rattler.GenericVirtualPackage(
+            rattler.PackageName(name), rattler.Version(version), rattler.BuildString(build or "0")
+        )
+    except Exception as exc:  # rattler raises several parse errors; all mean a bad override
+        raise InvalidSpec(f"invalid virtual package override {name}={value!r}: {exc}") from None
+
+
+def _as_of(as_of: str | None) -> datetime | None:
+    if not as_of:
+        return None
+    when = datetime.fromisoformat(as_of)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _spec(data: Mapping[str, Any]) -> EnvironmentSpec:
+    try:
+        return parse_specification(json.dumps(dict(data)))
+    except InvalidSpec as exc:
+        raise BuildFailure("invalid_spec", exc.message) from None
+
+
+def _read_lockfile(text: str, platform: str) -> Lockfile:
+    try:
+        lock = Lockfile.from_text(text)
+    except InvalidSpec as exc:
+        raise BuildFailure("invalid_lockfile", exc.message) from None
+    if lock.platform != platform:
+        raise BuildFailure(
+            "invalid_lockfile", f"the lockfile is for {lock.platform}, this build for {platform}"
+        )
+    return lock
+
+
+async def _records_from_lock(
+    packages: Sequence[LockedPackage], channels: Sequence[str], request: BuildRequest, log: Log
+) -> list[rattler.RepoDataRecord]:
+    """Records for exactly the locked packages, each archive fetched and hash-checked first.
+
+    The metadata comes from the archive itself (``info/index.json``), so nothing is solved and
+    no repodata is needed; every archive is verified before any is installed (I8).
+    """
+    records = []
+    for package in packages:
+        path = await _fetch(package.url, request)
+        actual = file_sha256(path)
+        if actual != package.sha256:
+            raise BuildFailure(
+                "hash_mismatch",
+                f"{package.name}: {redact(package.url)} has sha256 {actual}, "
+                f"the lockfile says {package.sha256}",
+            )
+        label = f"{package.name}-{package.version}-{package.build}"
+        check_archive(path, label, _limits(request))
+        record = await rattler.RepoDataRecord.from_package_archive(path)
+        if package.md5:
+            record.md5 = bytes.fromhex(package.md5)
+        file_name = unquote(urlsplit(package.url).path.rsplit("/", 1)[-1])
+        channel = channel_for_url(package.url, channels) or package.url.rsplit("/", 2)[0] + "/"
+        records.append(rattler.RepoDataRecord(record, file_name, package.url, channel))
+    log(f"verified {len(records)} archives against the lockfile")
+    return sorted(records, key=lambda r: r.name.normalized)
+
+
+async def _verify_records(
+    records: Sequence[rattler.RepoDataRecord], request: BuildRequest, log: Log
+) -> None:
+    """Hash-check and safety-check every solved archive before rattler extracts it."""
+    for record in records:
+        path = await _fetch(record.url, request)
+        actual = file_sha256(path)
+        expected = record.sha256.hex() if record.sha256 else None
+        label = f"{record.name.normalized}-{record.version}-{record.build}"
+        if expected and actual != expected:
+            raise BuildFailure(
+                "hash_mismatch",
+                f"{label}: {redact(record.url)} has sha256 {actual}, the channel says {expected}",
+                retryable=True,
+            )
+        check_archive(path, label, _limits(request))
+        if not expected:
+            # rattler verifies its own download against this, so it installs what we checked.
+            record.sha256 = bytes.fromhex(actual)
+    log(f"verified {len(records)} archives")
+
+
+async def _fetch(url: str, request: BuildRequest) -> Path:
+    """A local path holding the archive at ``url`` (local channels are read in place)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        path = Path(unquote(parts.path))
+        if not path.is_file():
+            raise BuildFailure("install_failed", f"package file {path} does not exist")
+        return path
+    downloads = Path(request.work_dir) / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    target = downloads / Path(unquote(parts.path)).name
+    from rattler.package_streaming import download_to_path
+
+    try:
+        await download_to_path(rattler.Client(), url, target)
+    except Exception as exc:  # rattler surfaces network errors as RuntimeError and friends
+        raise BuildFailure(
+            "network_error", f"cannot download {redact(url)}: {exc}", retryable=True
+        ) from None
+    return target
+
+
+def _limits(request: BuildRequest) -> ArchiveLimits:
+    defaults = ArchiveLimits()
+    return ArchiveLimits(
+        max_unpacked_bytes=int(
+            request.extra.get("max_unpacked_bytes", defaults.max_unpacked_bytes)
+        ),
+        max_ratio=int(request.extra.get("max_expansion_ratio", defaults.max_ratio)),
+    )
+
+
+def _install(
+    records: list[rattler.RepoDataRecord],
+    request: BuildRequest,
+    platform: str,
+    log: Log,
+) -> None:
+    prefix = Path(request.prefix)
+    log(f"linking {len(records)} packages into {prefix}")
+    try:
+        asyncio.run(
+            rattler.install(
+                records,
+                prefix,
+                cache_dir=Path(request.conda_pkgs_dir),
+                installed_packages=[],
+                platform=rattler.Subdir(platform),
+                execute_link_scripts=False,
+                show_progress=False,
+            )
+        )
+    except (InstallerError, OSError, RuntimeError) as exc:
+        text = str(exc)
+        reason = "no_space" if "No space left" in text else "install_failed"
+        raise BuildFailure(reason, f"installing into the prefix failed: {text}") from None
+
+
+def _prefix_python(prefix: Path) -> str | None:
+    python = prefix / "bin" / "python"
+    return str(python) if python.exists() else None
+
+
+def _pip_resolve(
+    spec: EnvironmentSpec, python: str | None, request: BuildRequest, platform: str, log: Log
+) -> list[LockedPackage]:
+    from envstore.backends import pypi
+
+    if python is None:
+        raise BuildFailure(
+            "interpreter_not_found",
+            "the pip: section needs 'python' among the conda dependencies",
+        )
+    log(f"resolving {len(spec.pip)} pip requirements for {python}")
+    return pypi.resolve(
+        list(spec.pip),
+        python,
+        as_of=request.as_of,
+        index_url=request.pypi_index_url,
+        cache_dir=request.uv_cache_dir,
+        requested=spec.requested_names,
+        platform=platform,
+        log=log,
+        timeout=request.solve_timeout,
+        work_dir=request.work_dir,
+    )
+
+
+def _pip_install(
+    packages: Sequence[LockedPackage], python: str | None, request: BuildRequest, log: Log
+) -> None:
+    conda_records.pip_install(packages, python, request, log)
+
+
+def _result(
+    records: Sequence[rattler.RepoDataRecord],
+    pip_locked: Sequence[LockedPackage],
+    channels: Sequence[str],
+    spec: EnvironmentSpec,
+    request: BuildRequest,
+    platform: str,
+) -> BuildResult:
+    requested = spec.requested_names
+    conda_locked = [conda_records.locked(r, platform, requested) for r in records]
+    python_version = next((str(r.version) for r in records if r.name.normalized == "python"), None)
+    lock = Lockfile(
+        platform=platform,
+        packages=tuple(conda_locked) + tuple(pip_locked),
+        channels=tuple(channels),
+        python_version=python_version,
+        as_of=request.as_of,
+    )
+    infos = [
+        conda_records.package_info(r, channels, requested, request.conda_pkgs_dir) for r in records
+    ]
+    infos += [conda_records.pip_info(p, request.pypi_index_url) for p in pip_locked]
+    return BuildResult(
+        lockfile=lock.to_yaml(),
+        pinned_yaml=_pinned_yaml(spec, records, pip_locked, channels),
+        packages=sorted(infos, key=lambda i: (i.manager, i.name)),
+        size=_tree_size(Path(request.prefix)),
+        python_version=python_version,
+    )
+
+
+def _pinned_yaml(
+    spec: EnvironmentSpec,
+    records: Sequence[rattler.RepoDataRecord],
+    pip_locked: Sequence[LockedPackage],
+    channels: Sequence[str],
+) -> str:
+    deps: list[Any] = [f"{r.name.normalized}={r.version}={r.build}" for r in records]
+    if pip_locked:
+        deps.append({"pip": sorted(f"{p.name}=={p.version}" for p in pip_locked)})
+    data: dict[str, Any] = {"name": spec.name, "channels": list(channels), "dependencies": deps}
+    if spec.variables:
+        data["variables"] = dict(sorted(spec.variables.items()))
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def _channel_of(record: rattler.RepoDataRecord, channels: Sequence[str]) -> str:
+    return channel_for_url(record.url, channels) or str(record.channel or "")
+
+
+def _tree_size(root: Path) -> int:
+    """Bytes on disk of ``root``, each hardlinked inode counted once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            stat = (Path(directory) / name).lstat()
+            key = (stat.st_dev, stat.st_ino)
+            if key not in seen:
+                seen.add(key)
+                total += stat.st_size
+    return total

@@ -1,0 +1,122 @@
+"""``envstore build ...``: one build at a time, by id.
+
+Builds are addressed by their integer id everywhere in the API, so these commands take ``ID``;
+``--env NS/NAME`` on ``build list`` is the only place a name is turned into a filter.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from envstore.cli.common import open_client, parse_env, parse_status
+from envstore.cli.follow import LogStream, follow_build
+from envstore.cli.output import (
+    build_rows,
+    build_summary,
+    out_console,
+    print_json,
+    print_pairs,
+    print_table,
+)
+
+__all__ = ["build_app"]
+
+build_app = typer.Typer(help="List, inspect, follow, cancel and rebuild builds.")
+
+BuildId = Annotated[int, typer.Argument(metavar="ID", min=1, help="Build id.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw JSON data.")]
+
+
+@build_app.command("list")
+def list_(
+    ctx: typer.Context,
+    env: Annotated[str | None, typer.Option("--env", metavar="NS/NAME")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="QUEUED, BUILDING, COMPLETED, FAILED, CANCELED.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most N (0: all).")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """List builds, optionally of one environment or in one state."""
+    env_ref = parse_env(env) if env else None
+    wanted_status = parse_status(status)
+    with open_client(ctx) as client:
+        builds = client.list_builds(
+            namespace=env_ref.namespace if env_ref else None,
+            name=env_ref.name if env_ref else None,
+            status=wanted_status,
+            limit=limit,
+        )
+    if as_json:
+        print_json(builds)
+        return
+    print_table(
+        ["id", "environment", "status", "scheduled", "ended", "info"],
+        build_rows(builds),
+        empty="no builds",
+    )
+
+
+@build_app.command("show")
+def show(ctx: typer.Context, build_id: BuildId, as_json: JsonOption = False) -> None:
+    """Show one build."""
+    with open_client(ctx) as client:
+        build = client.get_build(build_id)
+    if as_json:
+        print_json(build)
+    else:
+        print_pairs(build_summary(build))
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@build_app.command("logs")
+def logs(
+    ctx: typer.Context,
+    build_id: BuildId,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-F", help="Keep streaming until the build ends.")
+    ] = False,
+) -> None:
+    """Print a build's log; with --follow, stream it and exit with the build's outcome."""
+    with open_client(ctx) as client:
+        if follow:
+            raise typer.Exit(follow_build(client, build_id))
+        stream = LogStream(_write_stdout)
+        # Long logs may come in several slices; read until the offset stops moving. A missing
+        # build is a 404 here (unlike while following, where a log may not exist yet).
+        while True:
+            chunk = client.build_logs(build_id, stream.offset)
+            moved = chunk.next_offset != stream.offset and bool(chunk.data)
+            stream.feed(chunk.data, chunk.next_offset)
+            if not moved:
+                break
+        stream.finish()
+
+
+@build_app.command("cancel")
+def cancel(ctx: typer.Context, build_id: BuildId) -> None:
+    """Cancel a queued or running build."""
+    with open_client(ctx) as client:
+        message = client.cancel_build(build_id)
+    out_console().print(message or f"build {build_id} canceled")
+
+
+@build_app.command("rebuild")
+def rebuild(
+    ctx: typer.Context,
+    build_id: BuildId,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the new build to its end.")] = False,
+) -> None:
+    """Queue a new build of the same specification."""
+    with open_client(ctx) as client:
+        new_id = client.rebuild(build_id)
+        out_console().print(f"build {new_id} queued (rebuild of build {build_id})")
+        if wait:
+            raise typer.Exit(follow_build(client, new_id))

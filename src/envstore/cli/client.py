@@ -1,0 +1,340 @@
+"""The HTTP client of the envstore CLI: one method per REST route the CLI uses.
+
+The CLI talks to the server over HTTP only (ARCHITECTURE.md), so this module is the whole
+boundary between the command functions and the server. It unwraps the ``{"status", "data"}``
+envelope of API.md and turns every failure into a member of :mod:`envstore.errors`, so the
+commands never see an ``httpx`` exception or a status code; ``main`` maps the error classes to
+exit codes. Only :class:`ServerError` is added here, because the domain tree has no class for
+"the server broke" (that never happens on purpose server-side).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from envstore.errors import (
+    Conflict,
+    EnvstoreError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "LOG_OFFSET_HEADER",
+    "EnvstoreClient",
+    "LogChunk",
+    "ServerError",
+    "error_from_response",
+]
+
+DEFAULT_URL = "http://localhost:8080"
+LOG_OFFSET_HEADER = "X-Envstore-Log-Offset"
+# Lists are paged by the server at 100 items at most (API.md); the CLI asks for full pages.
+_PAGE_SIZE = 100
+_MAX_MESSAGE = 500
+
+_CLASS_BY_STATUS: dict[int, type[EnvstoreError]] = {
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+}
+
+JSONDict = dict[str, Any]
+
+
+class ServerError(EnvstoreError):
+    """The server answered with a 5xx status: a fault on its side, not in the request."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """A slice of a build log and the byte offset to ask for next."""
+
+    data: bytes
+    next_offset: int
+
+
+def error_from_response(response: httpx.Response) -> EnvstoreError:
+    """Build the typed error for a non-2xx answer, keeping the server's message on one line.
+
+    Unknown 4xx statuses (400, 413, 422, 429...) are the request's fault, so they become
+    :class:`InvalidInput`; 503 is a retryable :class:`Unavailable`; any other 5xx is a
+    :class:`ServerError`.
+    """
+    status = response.status_code
+    message = _one_line(_message_of(response)) or f"HTTP {status} {response.reason_phrase}"
+    if status == 503:
+        retry = response.headers.get("Retry-After", "")
+        return Unavailable(message, retry_after=int(retry) if retry.isdigit() else 5)
+    if status >= 500:
+        return ServerError(message, status=status)
+    error_class = _CLASS_BY_STATUS.get(status, InvalidInput)
+    return error_class(message)
+
+
+def _message_of(response: httpx.Response) -> str:
+    """The human part of an error body: ``message``, FastAPI's ``detail``, or the raw text."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text
+    if not isinstance(body, dict):
+        return str(body)
+    message = body.get("message")
+    if isinstance(message, str) and message:
+        return message
+    detail = body.get("detail")
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        return "; ".join(_validation_item(item) for item in detail)
+    return ""
+
+
+def _validation_item(item: Any) -> str:
+    """One FastAPI validation error as ``body.field: reason``."""
+    if not isinstance(item, dict):
+        return str(item)
+    location = ".".join(str(part) for part in item.get("loc", ()))
+    reason = str(item.get("msg", "invalid"))
+    return f"{location}: {reason}" if location else reason
+
+
+def _one_line(text: str) -> str:
+    """Collapse whitespace so an error prints on exactly one terminal line."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _MAX_MESSAGE else flat[: _MAX_MESSAGE - 3] + "..."
+
+
+def _segment(value: str) -> str:
+    """Quote a path segment; names are validated already, this is belt and braces."""
+    return quote(value, safe="")
+
+
+class EnvstoreClient:
+    """Calls ``{url}/api/v1/...`` and returns the envelope's ``data``.
+
+    ``url`` may carry the server's ``ENVSTORE_URL_PREFIX`` path (``https://host/envstore``).
+    """
+
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/") or DEFAULT_URL
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        # Artifacts may answer 307 to the blob store (API.md), so redirects are followed.
+        self._http = httpx.Client(
+            base_url=f"{self.url}/api/v1/",
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=True,
+        )
+
+    def __enter__(self) -> EnvstoreClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._http.close()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        """Turn transport failures into :class:`Unavailable` naming the URL the user set."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise Unavailable(f"envstore at {self.url} did not answer in time: {exc}") from None
+        except httpx.HTTPError as exc:
+            reason = _one_line(str(exc)) or type(exc).__name__
+            raise Unavailable(f"cannot reach envstore at {self.url}: {reason}") from None
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> httpx.Response:
+        with self._translate():
+            response = self._http.request(method, path, params=params, json=body)
+        if response.is_success:
+            return response
+        raise error_from_response(response)
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> JSONDict:
+        response = self._request(method, path, params=params, body=body)
+        try:
+            payload = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ServerError(
+                f"{method} {path} answered something other than JSON",
+                status=response.status_code,
+            ) from None
+        if not isinstance(payload, dict):
+            raise ServerError(f"{method} {path} answered an unexpected body", status=200)
+        return payload
+
+    def _data(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> Any:
+        return self._json(method, path, params=params, body=body).get("data")
+
+    def _paged(self, path: str, params: Mapping[str, Any], limit: int) -> list[JSONDict]:
+        """Collect up to ``limit`` items (0: all) across pages."""
+        items: list[JSONDict] = []
+        page = 1
+        while True:
+            query = {**{k: v for k, v in params.items() if v not in (None, "")}}
+            query |= {"page": page, "size": _PAGE_SIZE}
+            payload = self._json("GET", path, params=query)
+            batch = payload.get("data") or []
+            items.extend(batch)
+            total = int(payload.get("count", len(items)))
+            if not batch or len(items) >= total or (limit and len(items) >= limit):
+                return items[:limit] if limit else items
+            page += 1
+
+    # -- specifications and environments -----------------------------------------------------
+
+    def submit_specification(
+        self,
+        specification: str,
+        *,
+        environment_name: str,
+        namespace: str | None = None,
+        description: str | None = None,
+        is_lockfile: bool = False,
+        as_of: str | None = None,
+    ) -> int:
+        """POST the spec text as is; return the id of the build that will produce it."""
+        body: JSONDict = {
+            "specification": specification,
+            "environment_name": environment_name,
+            "is_lockfile": is_lockfile,
+        }
+        if namespace is not None:
+            body["namespace"] = namespace
+        if description is not None:
+            body["environment_description"] = description
+        if as_of is not None:
+            body["as_of"] = as_of
+        data = self._data("POST", "specification/", body=body)
+        return _build_id(data)
+
+    def list_environments(
+        self, *, namespace: str | None = None, search: str | None = None, limit: int = 0
+    ) -> list[JSONDict]:
+        """Environments visible to the caller, optionally filtered."""
+        return self._paged("environment/", {"namespace": namespace, "search": search}, limit)
+
+    def get_environment(self, namespace: str, name: str) -> JSONDict:
+        """One environment with its current build."""
+        data: JSONDict = self._data("GET", _env_path(namespace, name))
+        return data
+
+    def set_current_build(self, namespace: str, name: str, build_id: int) -> str:
+        """Switch the environment to ``build_id`` (rollback); return the server's message."""
+        payload = self._json("PUT", _env_path(namespace, name), body={"build_id": build_id})
+        return str(payload.get("message") or "")
+
+    def delete_environment(self, namespace: str, name: str) -> str:
+        """Delete the environment; return the server's message."""
+        return str(self._json("DELETE", _env_path(namespace, name)).get("message") or "")
+
+    def resolve(self, namespace: str, name: str, selector: str = "") -> JSONDict:
+        """The build a ``NS/NAME@selector`` reference names (current build when empty)."""
+        path = f"resolve/{_segment(namespace)}/{_segment(name)}/"
+        data: JSONDict = self._data("GET", path, params={"ref": selector})
+        return data
+
+    def environment_lockfile(self, namespace: str, name: str) -> str:
+        """The conda-lock YAML of the environment's current build."""
+        return self._request("GET", _env_path(namespace, name) + "lockfile/").text
+
+    # -- builds ------------------------------------------------------------------------------
+
+    def list_builds(
+        self,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        limit: int = 0,
+    ) -> list[JSONDict]:
+        """Builds visible to the caller, optionally of one environment or in one state."""
+        params = {"namespace": namespace, "name": name, "status": status}
+        return self._paged("build/", params, limit)
+
+    def get_build(self, build_id: int) -> JSONDict:
+        """One build, with the envstore fields (``build_key``, ``prefix``, ``environment``)."""
+        data: JSONDict = self._data("GET", f"build/{build_id}/")
+        return data
+
+    def rebuild(self, build_id: int) -> int:
+        """Queue a new build of the same specification; return its id."""
+        return _build_id(self._data("PUT", f"build/{build_id}/"))
+
+    def cancel_build(self, build_id: int) -> str:
+        """Ask the server to cancel; return its message."""
+        return str(self._json("PUT", f"build/{build_id}/cancel/").get("message") or "")
+
+    def build_logs(self, build_id: int, offset: int = 0) -> LogChunk:
+        """The log from byte ``offset``; the server says where the next read starts."""
+        response = self._request("GET", f"build/{build_id}/logs/", params={"offset": offset})
+        data = response.content
+        header = response.headers.get(LOG_OFFSET_HEADER, "")
+        next_offset = int(header) if header.isdigit() else offset + len(data)
+        return LogChunk(data=data, next_offset=next_offset)
+
+    def build_lockfile(self, build_id: int) -> str:
+        """The conda-lock YAML of one build."""
+        return self._request("GET", f"build/{build_id}/lockfile/").text
+
+
+def _env_path(namespace: str, name: str) -> str:
+    return f"environment/{_segment(namespace)}/{_segment(name)}/"
+
+
+def _build_id(data: Any) -> int:
+    """Read ``{"build_id": N}`` from a submit or rebuild answer."""
+    if isinstance(data, dict) and isinstance(data.get("build_id"), int):
+        return int(data["build_id"])
+    raise ServerError("the server did not say which build it queued", status=200)

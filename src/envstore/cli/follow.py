@@ -1,0 +1,110 @@
+"""Following a build to its end: a live status line and the log as it grows.
+
+Used by ``env create --wait``, ``build rebuild --wait`` and ``build logs --follow``. The server
+has no push channel, so this polls ``GET /build/{id}/`` for the state and
+``GET /build/{id}/logs/?offset=N`` for new log bytes about twice a second, the cadence the
+server's log route is designed for. The log goes to stdout, the status spinner to stderr.
+"""
+
+from __future__ import annotations
+
+import codecs
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from envstore.cli.client import EnvstoreClient
+from envstore.cli.output import err_console, one_line, status_line
+from envstore.core.builds import TERMINAL, BuildStatus
+from envstore.errors import NotFound
+
+__all__ = ["POLL_INTERVAL", "LogStream", "exit_code_for", "follow_build"]
+
+POLL_INTERVAL = 0.5
+
+
+class LogStream:
+    """Reads a build log from a byte offset and writes whole characters to ``write``.
+
+    The offset counts bytes, so a chunk can end inside a multi-byte UTF-8 character; the
+    incremental decoder holds such a tail back until the rest arrives.
+    """
+
+    def __init__(self, write: Callable[[str], object], offset: int = 0) -> None:
+        self.offset = offset
+        self._write = write
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.at_line_start = True
+
+    def feed(self, data: bytes, next_offset: int) -> None:
+        """Write the decodable part of ``data`` and remember where to read next."""
+        self._emit(self._decoder.decode(data))
+        self.offset = next_offset
+
+    def pull(self, client: EnvstoreClient, build_id: int) -> None:
+        """Fetch and write whatever the log gained since the last call.
+
+        A build that has not started has no log yet; the server may answer 404 for it, which
+        is not an error while following.
+        """
+        try:
+            chunk = client.build_logs(build_id, self.offset)
+        except NotFound:
+            return
+        self.feed(chunk.data, chunk.next_offset)
+
+    def finish(self) -> None:
+        """Flush a dangling partial character at the end of the log."""
+        self._emit(self._decoder.decode(b"", final=True))
+        if not self.at_line_start:
+            self._emit("\n")
+
+    def _emit(self, text: str) -> None:
+        if text:
+            self._write(text)
+            self.at_line_start = text.endswith("\n")
+
+
+def exit_code_for(build: dict[str, Any]) -> int:
+    """0 when the build completed, 1 when it failed or was canceled."""
+    return 0 if build.get("status") == BuildStatus.COMPLETED else 1
+
+
+def _stdout_write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _is_terminal(build: dict[str, Any]) -> bool:
+    return str(build.get("status")) in {status.value for status in TERMINAL}
+
+
+def follow_build(client: EnvstoreClient, build_id: int, *, show_log: bool = True) -> int:
+    """Poll until the build ends, streaming its log; print the final line; return the exit code.
+
+    The final log read happens after the terminal state is seen, so the last lines written by
+    the worker before it finished are never lost.
+    """
+    stream = LogStream(_stdout_write)
+    console = err_console()
+    build = client.get_build(build_id)
+    with console.status(f"build {build_id}: {build.get('status')}") as spinner:
+        while True:
+            if show_log:
+                stream.pull(client, build_id)
+            if _is_terminal(build):
+                break
+            time.sleep(POLL_INTERVAL)
+            build = client.get_build(build_id)
+            spinner.update(f"build {build_id}: {build.get('status')}")
+    stream.finish()
+    code = exit_code_for(build)
+    line = status_line(build)
+    if code == 0:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    else:
+        sys.stderr.write(one_line(line) + "\n")
+        sys.stderr.flush()
+    return code

@@ -1,0 +1,139 @@
+"""The ``envstore`` command: wiring of the sub-commands and the one place errors become exits.
+
+Exit codes are a contract for scripts:
+
+* 0 success; 1 a followed build ended FAILED or CANCELED (``run`` passes the command's own code);
+* 2 the request or the local input is wrong (bad file, bad reference, any HTTP 4xx);
+* 3 the server is unreachable or broken (connection refused, timeout, HTTP 5xx).
+
+Commands raise :mod:`envstore.errors` classes and never print tracebacks; :func:`run_cli`
+turns each error into one ``envstore: error: ...`` line on stderr. ``ENVSTORE_DEBUG=1`` lets an
+unexpected exception through with its traceback, for bug reports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
+import click
+import typer
+from typer.main import get_command
+
+from envstore.cli.build import build_app
+from envstore.cli.client import DEFAULT_URL, ServerError
+from envstore.cli.common import Connection
+from envstore.cli.env import env_app, lockfile_command
+from envstore.cli.output import print_error
+from envstore.cli.run import run_command
+from envstore.cli.server import register_server_commands
+from envstore.errors import EnvstoreError, Unavailable
+
+__all__ = ["app", "exit_code_for_error", "main", "run_cli"]
+
+EXIT_BAD_INPUT = 2
+EXIT_SERVER = 3
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="envstore",
+    help="Reproducible conda and PyPI environments, built and kept by an envstore server.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(env_app, name="env", no_args_is_help=True)
+app.add_typer(build_app, name="build", no_args_is_help=True)
+app.command("lockfile")(lockfile_command)
+# Everything after the reference belongs to CMD, so `run ns/env python -c ...` needs no `--`.
+app.command(
+    "run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}
+)(run_command)
+
+
+def _version() -> str:
+    try:
+        return version("envstore")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"envstore {_version()}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    url: Annotated[
+        str, typer.Option("--url", envvar="ENVSTORE_URL", help="Server base URL.")
+    ] = DEFAULT_URL,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="ENVSTORE_TOKEN", help="API token.", show_default=False),
+    ] = None,
+    _version_flag: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Talk to an envstore server over HTTP."""
+    ctx.obj = Connection(url=url, token=token or None)
+
+
+# `serve` and `db upgrade` run the server in-process; their module imports the server stack
+# only inside the commands, so client commands stay light.
+register_server_commands(app)
+
+
+def exit_code_for_error(error: EnvstoreError) -> int:
+    """3 when the server is at fault or out of reach, 2 for anything about the request."""
+    if isinstance(error, Unavailable | ServerError):
+        return EXIT_SERVER
+    return EXIT_BAD_INPUT
+
+
+def _usage_line(error: click.ClickException) -> str:
+    """Click's usage error as one line that still points at the right ``--help``."""
+    context = getattr(error, "ctx", None)
+    if isinstance(context, click.Context):
+        return f"{error.format_message()} (see '{context.command_path} --help')"
+    return error.format_message()
+
+
+def run_cli(args: Sequence[str] | None = None) -> int:
+    """Run the CLI on ``args`` and return the exit code; errors are printed, never raised."""
+    command = get_command(app)
+    argv = list(sys.argv[1:] if args is None else args)
+    try:
+        result = command.main(argv, prog_name="envstore", standalone_mode=False)
+    except EnvstoreError as error:
+        print_error(error.message)
+        return exit_code_for_error(error)
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.ClickException as usage:
+        print_error(_usage_line(usage))
+        return usage.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        sys.stderr.write("\ninterrupted\n")
+        return EXIT_INTERRUPTED
+    except Exception as unexpected:
+        if os.environ.get("ENVSTORE_DEBUG"):
+            raise
+        print_error(
+            f"unexpected {type(unexpected).__name__}: {unexpected} "
+            "(set ENVSTORE_DEBUG=1 to see the traceback)"
+        )
+        return EXIT_SERVER
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point (``envstore = envstore.cli.main:main``)."""
+    sys.exit(run_cli())

@@ -1,0 +1,217 @@
+"""SQLAlchemy 2 tables. Tables carry no business logic; query functions live beside them.
+
+Datetimes are stored naive in UTC (the API serialises them without an offset, as the
+conda-store UI expects).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Base",
+    "Build",
+    "BuildArtifact",
+    "BuildLogChunk",
+    "BuildPackage",
+    "Channel",
+    "CurrentBuildSwitch",
+    "Environment",
+    "Namespace",
+    "Package",
+    "Setting",
+    "Specification",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, int: Integer}
+
+
+class Namespace(Base):
+    __tablename__ = "namespace"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_on: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Environment(Base):
+    __tablename__ = "environment"
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespace.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    current_build_id: Mapped[int | None] = mapped_column(
+        ForeignKey(
+            "build.id", use_alter=True, name="fk_environment_current_build", ondelete="SET NULL"
+        )
+    )
+    created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_on: Mapped[datetime | None] = mapped_column(DateTime)
+
+    namespace: Mapped[Namespace] = relationship(lazy="joined", innerjoin=True)
+    current_build: Mapped[Build | None] = relationship(
+        foreign_keys=[current_build_id], lazy="raise"
+    )
+
+
+class Specification(Base):
+    __tablename__ = "specification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # pypi | conda | lockfile
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Build(Base):
+    __tablename__ = "build"
+    __table_args__ = (
+        Index("ix_build_status", "status"),
+        Index("ix_build_environment", "environment_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="CASCADE"))
+    specification_id: Mapped[int] = mapped_column(ForeignKey("specification.id"))
+    status: Mapped[str] = mapped_column(String(16), default="QUEUED")
+    status_info: Mapped[str | None] = mapped_column(Text)
+    build_key: Mapped[str | None] = mapped_column(String(512), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    as_of: Mapped[datetime | None] = mapped_column(DateTime)
+    python_version: Mapped[str | None] = mapped_column(String(32))
+    lockfile_text: Mapped[str | None] = mapped_column(Text)  # a submitted lockfile (is_lockfile)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_on: Mapped[datetime | None] = mapped_column(DateTime)
+    log_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    scheduled_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_on: Mapped[datetime | None] = mapped_column(DateTime)
+    ended_on: Mapped[datetime | None] = mapped_column(DateTime)
+    deleted_on: Mapped[datetime | None] = mapped_column(DateTime)
+
+    environment: Mapped[Environment] = relationship(foreign_keys=[environment_id], lazy="raise")
+    specification: Mapped[Specification] = relationship(lazy="raise")
+    artifacts: Mapped[list[BuildArtifact]] = relationship(lazy="raise", order_by="BuildArtifact.id")
+
+
+class BuildArtifact(Base):
+    __tablename__ = "build_artifact"
+    __table_args__ = (UniqueConstraint("build_id", "artifact_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    build_id: Mapped[int] = mapped_column(ForeignKey("build.id", ondelete="CASCADE"), index=True)
+    artifact_type: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(1024))  # blob digest or path relative to the store
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BuildLogChunk(Base):
+    """The build log as append-only chunks, so appending never rewrites what is there (W10)."""
+
+    __tablename__ = "build_log_chunk"
+
+    build_id: Mapped[int] = mapped_column(
+        ForeignKey("build.id", ondelete="CASCADE"), primary_key=True
+    )
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Channel(Base):
+    __tablename__ = "channel"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(1024), unique=True)
+    last_update: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Package(Base):
+    __tablename__ = "package"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "manager", "name", "version", "build", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channel.id"))
+    manager: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    version: Mapped[str] = mapped_column(String(128))
+    build: Mapped[str] = mapped_column(String(255), default="")
+    sha256: Mapped[str] = mapped_column(String(64))
+    md5: Mapped[str | None] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    license: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+
+    channel: Mapped[Channel] = relationship(lazy="joined", innerjoin=True)
+
+
+class BuildPackage(Base):
+    __tablename__ = "build_package"
+
+    build_id: Mapped[int] = mapped_column(
+        ForeignKey("build.id", ondelete="CASCADE"), primary_key=True
+    )
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id"), primary_key=True, index=True)
+    requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    package: Mapped[Package] = relationship(lazy="joined", innerjoin=True)
+
+
+class CurrentBuildSwitch(Base):
+    """Every change of an environment's current build: who, when, from, to."""
+
+    __tablename__ = "current_build_switch"
+    __table_args__ = (Index("ix_switch_env_time", "environment_id", "switched_on"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="CASCADE"))
+    from_build_id: Mapped[int | None] = mapped_column(Integer)
+    to_build_id: Mapped[int | None] = mapped_column(Integer)
+    switched_by: Mapped[str] = mapped_column(String(255))
+    switched_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Setting(Base):
+    """Policy and server settings merged global → namespace → environment (a later issue)."""
+
+    __tablename__ = "setting"
+    __table_args__ = (UniqueConstraint("namespace", "environment", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(255), default="")
+    environment: Mapped[str] = mapped_column(String(255), default="")
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[Any] = mapped_column(JSON)

@@ -1,0 +1,154 @@
+"""The embedded job queue: a bounded pool of worker threads inside ``envstore serve``.
+
+The database is the queue: workers claim QUEUED builds with a conditional update, so a build
+submitted while every worker is busy, or left QUEUED by a previous server, is picked up when a
+worker frees up. Each worker thread supervises one child process at a time, so at most
+``workers`` builds run at once (W9). A reaper requeues or fails builds whose worker died (W1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import threading
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from envstore.db.engine import session_scope
+from envstore.db.models import utcnow
+from envstore.errors import Unavailable
+from envstore.jobs.executor import BuildExecutor
+from envstore.services import worker as svc
+from envstore.settings import Settings
+from envstore.storage.layout import StoreLayout
+from envstore.storage.local import BlobStore
+
+__all__ = ["InProcessQueue", "Queue"]
+
+log = logging.getLogger("envstore.jobs")
+
+
+class Queue(Protocol):
+    def notify(self, build_id: int) -> None:
+        """A build was queued (or canceled): wake a worker."""
+        ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+class InProcessQueue:
+    def __init__(
+        self, settings: Settings, factory: sessionmaker[Session], blobs: BlobStore
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.executor = BuildExecutor(settings, factory, blobs)
+        self.layout = StoreLayout(settings.envs_dir)
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        host = socket.gethostname()
+        self.worker_ids = [f"{host}:{os.getpid()}:{n}" for n in range(settings.workers)]
+
+    def notify(self, build_id: int) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def start(self) -> None:
+        self.reap()
+        for worker_id in self.worker_ids:
+            thread = threading.Thread(
+                target=self._work, args=(worker_id,), name=f"worker-{worker_id}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        reaper = threading.Thread(target=self._reap_loop, name="reaper", daemon=True)
+        reaper.start()
+        self._threads.append(reaper)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=timeout)
+
+    def _work(self, worker_id: str) -> None:
+        while not self._stopping.is_set():
+            try:
+                claimed = self._claim(worker_id)
+            except Unavailable:
+                claimed = None
+            if claimed is None:
+                with self._wake:
+                    self._wake.wait(timeout=2.0)
+                continue
+            try:
+                self.executor.run(claimed, worker_id)
+            except Exception:
+                log.exception("build %s: worker error", claimed.id)
+
+    def _claim(self, worker_id: str) -> svc.ClaimedBuild | None:
+        with session_scope(self.factory) as db:
+            for build_id in svc.next_queued(db):
+                claimed = svc.claim(db, build_id, worker_id)
+                if claimed is not None:
+                    return claimed
+        return None
+
+    def _reap_loop(self) -> None:
+        while not self._stopping.wait(self.settings.heartbeat_timeout / 2):
+            with contextlib.suppress(Exception):
+                self.reap()
+
+    def reap(self) -> None:
+        """Requeue (or fail, after the last attempt) builds whose worker is gone; remove their
+        unpublished prefixes and orphan work directories."""
+        live = set(self.worker_ids)
+        cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
+        with session_scope(self.factory) as db:
+            for build_id, key, namespace, worker_id, beat in svc.building_builds(db):
+                if worker_id in live:
+                    continue
+                if not (_worker_dead(worker_id) or beat is None or beat < cutoff):
+                    continue
+                if key:
+                    self.layout.remove_prefix(namespace, key)
+                status = svc.requeue_or_fail(
+                    db,
+                    build_id,
+                    "worker_lost: the worker stopped",
+                    self.settings.max_build_attempts,
+                )
+                log.warning("build %s: worker %s lost; now %s", build_id, worker_id, status.value)
+        self.notify(0)
+
+
+def _worker_dead(worker_id: str | None) -> bool:
+    """True when ``worker_id`` names a process on this host that no longer runs (or is us)."""
+    if not worker_id or worker_id.count(":") != 2:
+        return False
+    host, pid, _ = worker_id.split(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True  # one of our own ids that is not live: a previous life of this process id
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def clean_work_dir(settings: Settings) -> None:
+    """Remove scratch directories left by a previous server (nothing runs yet at start)."""
+    shutil.rmtree(settings.work_dir, ignore_errors=True)

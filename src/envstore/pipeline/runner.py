@@ -1,0 +1,171 @@
+"""The child process that runs one build: ``python -m envstore.pipeline.runner REQUEST``.
+
+It reads a :class:`BuildRequest`, runs the stages for the request's kind, prints its log on
+stdout line by line (the parent streams it into the build log) and leaves exactly one of
+``result.json`` or ``failure.json`` in ``work_dir``; exit code 0 on success, 1 on failure.
+It never touches the database. On failure it removes the prefix it created, so no
+half-installed environment remains; a prefix that existed before it started is never touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+import io
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import yaml
+
+from envstore.core.specs import EnvironmentSpec, parse_specification
+from envstore.errors import BuildFailure, InvalidSpec
+from envstore.pipeline.contract import (
+    FAILURE_FILE,
+    RESULT_FILE,
+    BuildFailureInfo,
+    BuildRequest,
+    BuildResult,
+)
+from envstore.pipeline.install import install_pypi
+from envstore.pipeline.lock import lock_pypi
+from envstore.pipeline.solve import solve_pypi
+
+__all__ = ["build_pypi", "log_line", "main", "stage"]
+
+Log = Callable[[str], None]
+
+
+def log_line(line: str) -> None:
+    """Print one log line and flush it, so the parent sees it while the build runs."""
+    print(line, flush=True)
+
+
+@contextmanager
+def stage(name: str, log: Log) -> Iterator[None]:
+    """Frame a stage in the log with a header and its duration, even when it fails."""
+    log(f"== {name}")
+    start = time.monotonic()
+    outcome = "failed"
+    try:
+        yield
+        outcome = "done"
+    finally:
+        log(f"== {name} {outcome} in {time.monotonic() - start:.2f}s")
+
+
+def build_pypi(request: BuildRequest, log: Log) -> BuildResult:
+    """Solve (or adopt the lockfile), install into a new venv, then lock and record."""
+    spec = request_spec(request)
+    if spec.kind != "pypi":
+        raise BuildFailure("invalid_spec", "the spec has conda packages; it is not a PyPI build")
+    with stage("solve", log):
+        solved = solve_pypi(request, spec, log)
+    with stage("install", log):
+        installed = install_pypi(solved, request, log)
+    with stage("lock", log):
+        result = lock_pypi(solved, installed, spec, request)
+    log(f"{len(result.packages)} package(s), {result.size / 1e6:.1f} MB on disk")
+    return result
+
+
+def request_spec(request: BuildRequest) -> EnvironmentSpec:
+    """The request's spec, validated again: the child trusts nothing it did not parse."""
+    try:
+        return parse_specification(yaml.safe_dump(request.spec))
+    except InvalidSpec as exc:
+        raise BuildFailure("invalid_spec", exc.message) from None
+
+
+def _dispatch(request: BuildRequest, log: Log) -> BuildResult:
+    if request.kind == "pypi":
+        return build_pypi(request, log)
+    if request.kind == "conda":
+        try:
+            conda: Any = importlib.import_module("envstore.backends.conda")
+        except ModuleNotFoundError as exc:
+            if exc.name != "envstore.backends.conda":
+                raise
+            raise BuildFailure("unsupported", "this server has no conda backend") from None
+        result: BuildResult = conda.build(request, log)
+        return result
+    raise BuildFailure("unsupported", f"unknown environment kind {request.kind!r}")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Turn a cancel or timeout kill into an exception, so the prefix is cleaned up on the way out.
+    raise BuildFailure("terminated", "the build process received SIGTERM", retryable=True)
+
+
+def run(request: BuildRequest, log: Log) -> BuildResult | BuildFailureInfo:
+    """Run one build; return its result, or the failure after removing the prefix."""
+    prefix = Path(request.prefix)
+    if prefix.exists() or prefix.is_symlink():
+        return BuildFailureInfo("prefix_exists", f"{prefix} exists already; refusing to reuse it")
+    try:
+        return _dispatch(request, log)
+    except BuildFailure as exc:
+        info = BuildFailureInfo(exc.reason, exc.message, exc.retryable)
+    except OSError as exc:
+        log(traceback.format_exc().rstrip())
+        reason = "no_space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "internal_error"
+        info = BuildFailureInfo(reason, f"{type(exc).__name__}: {exc}", reason == "no_space")
+    except Exception as exc:
+        log(traceback.format_exc().rstrip())
+        info = BuildFailureInfo("internal_error", f"{type(exc).__name__}: {exc}")
+    log(f"build failed ({info.reason}): {info.message}")
+    _remove_prefix(prefix, log)
+    return info
+
+
+def _remove_prefix(prefix: Path, log: Log) -> None:
+    if prefix.is_symlink():
+        prefix.unlink()
+    elif prefix.exists():
+        log(f"removing the partial environment at {prefix}")
+        shutil.rmtree(prefix)
+
+
+def _write(outcome: BuildResult | BuildFailureInfo, work_dir: Path) -> None:
+    """Write result or failure atomically, so the parent never reads half a file."""
+    name = RESULT_FILE if isinstance(outcome, BuildResult) else FAILURE_FILE
+    temporary = work_dir / f".{name}.tmp"
+    outcome.write(temporary)
+    temporary.replace(work_dir / name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (0 success, 1 failure, 2 bad usage)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m envstore.pipeline.runner REQUEST_JSON", file=sys.stderr)
+        return 2
+    request_path = Path(args[0])
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace", line_buffering=True)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        request = BuildRequest.read(request_path)
+    except (OSError, ValueError, TypeError) as exc:
+        info = BuildFailureInfo("internal_error", f"cannot read the build request: {exc}")
+        log_line(info.message)
+        _write(info, request_path.parent)
+        return 1
+    log_line(f"build {request.build_id} ({request.kind}) → {request.prefix}")
+    start = time.monotonic()
+    outcome = run(request, log_line)
+    _write(outcome, Path(request.work_dir))
+    status = "succeeded" if isinstance(outcome, BuildResult) else "failed"
+    log_line(f"== build {status} in {time.monotonic() - start:.2f}s")
+    return 0 if isinstance(outcome, BuildResult) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Reading and managing builds: list, show, cancel, delete, logs, packages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from envstore.core.builds import TERMINAL, BuildStatus
+from envstore.db.models import (
+    Build,
+    BuildArtifact,
+    BuildLogChunk,
+    BuildPackage,
+    Channel,
+    Environment,
+    Namespace,
+    Package,
+    utcnow,
+)
+from envstore.errors import Conflict, InvalidInput
+from envstore.services.common import Page, Paging, get_build, paginate
+
+__all__ = [
+    "BuildFilters",
+    "build_packages",
+    "cancel_build",
+    "delete_build",
+    "list_builds",
+    "load_build",
+    "read_log",
+]
+
+
+@dataclass(frozen=True)
+class BuildFilters:
+    status: str | None = None
+    environment_id: int | None = None
+    namespace: str | None = None
+    name: str | None = None
+    packages: Sequence[str] = ()
+    artifact: str | None = None
+
+
+def _with_details(query: Select[tuple[Build]]) -> Select[tuple[Build]]:
+    return query.options(
+        selectinload(Build.specification),
+        selectinload(Build.artifacts),
+        selectinload(Build.environment).joinedload(Environment.namespace),
+    )
+
+
+def load_build(db: Session, build_id: int) -> Build:
+    """A build with its specification, artifacts and environment loaded (three queries)."""
+    build = db.scalar(
+        _with_details(select(Build).where(Build.id == build_id, Build.deleted_on.is_(None)))
+    )
+    if build is None:
+        get_build(db, build_id)  # raises NotFound with the usual message
+    assert build is not None
+    return build
+
+
+def list_builds(db: Session, filters: BuildFilters, paging: Paging) -> Page[Build]:
+    query = (
+        select(Build)
+        .join(Environment, Build.environment_id == Environment.id)
+        .join(Namespace, Environment.namespace_id == Namespace.id)
+        .where(Build.deleted_on.is_(None))
+    )
+    if filters.status:
+        try:
+            query = query.where(Build.status == BuildStatus(filters.status.upper()))
+        except ValueError:
+            raise InvalidInput(f"unknown build status {filters.status!r}") from None
+    if filters.environment_id is not None:
+        query = query.where(Build.environment_id == filters.environment_id)
+    if filters.namespace:
+        query = query.where(Namespace.name == filters.namespace)
+    if filters.name:
+        query = query.where(Environment.name == filters.name)
+    if filters.artifact:
+        query = query.where(
+            Build.id.in_(
+                select(BuildArtifact.build_id).where(
+                    BuildArtifact.artifact_type == filters.artifact
+                )
+            )
+        )
+    for package in filters.packages:
+        query = query.where(Build.id.in_(_builds_with_package(package)))
+    sortable = {
+        "id": Build.id,
+        "scheduled_on": Build.scheduled_on,
+        "status": Build.status,
+        "name": Environment.name,
+    }
+    return paginate(db, _with_details(query), paging, sortable, Build.id)
+
+
+def _builds_with_package(name: str) -> Select[tuple[int]]:
+    return (
+        select(BuildPackage.build_id)
+        .join(Package, Package.id == BuildPackage.package_id)
+        .where(func.lower(Package.name) == name.strip().lower())
+    )
+
+
+def cancel_build(db: Session, build_id: int) -> Build:
+    """Cancel a queued build at once; ask the worker to kill a running one (W8)."""
+    build = get_build(db, build_id)
+    if build.status in TERMINAL:
+        raise Conflict(
+            f"build {build_id} is {build.status}; only QUEUED or BUILDING builds can be canceled"
+        )
+    if build.status == BuildStatus.QUEUED:
+        done = db.execute(
+            update(Build)
+            .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)
+            .values(
+                status=BuildStatus.CANCELED, ended_on=utcnow(), status_info="canceled: by request"
+            )
+        )
+        if done.rowcount == 1:
+            db.commit()
+            db.refresh(build)
+            return build
+    build.cancel_requested = True
+    db.commit()
+    return build
+
+
+def delete_build(db: Session, build_id: int) -> Build:
+    """Soft-delete a finished build that is not its environment's current build."""
+    build = get_build(db, build_id)
+    if build.status not in TERMINAL:
+        raise Conflict(f"build {build_id} is {build.status}; cancel it before deleting it")
+    current = db.scalar(
+        select(Environment.current_build_id).where(Environment.id == build.environment_id)
+    )
+    if current == build.id:
+        raise Conflict(f"build {build_id} is the current build of its environment; roll back first")
+    build.deleted_on = utcnow()
+    db.execute(delete(BuildLogChunk).where(BuildLogChunk.build_id == build_id))
+    db.commit()
+    return build
+
+
+def read_log(db: Session, build_id: int, offset: int = 0) -> tuple[str, int]:
+    """The log text from byte ``offset`` on, and the offset to ask for next."""
+    if offset < 0:
+        raise InvalidInput("offset must be 0 or more")
+    get_build(db, build_id)
+    chunks = db.execute(
+        select(BuildLogChunk.offset, BuildLogChunk.text)
+        .where(BuildLogChunk.build_id == build_id)
+        .where(or_(BuildLogChunk.offset >= offset, _chunk_contains(offset)))
+        .order_by(BuildLogChunk.offset)
+    ).all()
+    parts: list[bytes] = []
+    end = offset
+    for start, text in chunks:
+        data = text.encode()
+        parts.append(data[max(0, offset - start) :])
+        end = start + len(data)
+    return b"".join(parts).decode(errors="replace"), max(end, offset)
+
+
+def _chunk_contains(offset: int) -> ColumnElement[bool]:
+    # A chunk that starts before the offset may still hold part of what was asked for.
+    latest = (
+        select(func.max(BuildLogChunk.offset))
+        .where(BuildLogChunk.offset < offset)
+        .scalar_subquery()
+    )
+    return and_(BuildLogChunk.offset < offset, BuildLogChunk.offset == latest)
+
+
+def build_packages(
+    db: Session,
+    build_id: int,
+    paging: Paging,
+    *,
+    search: str | None = None,
+    exact: bool = False,
+    build: str | None = None,
+) -> Page[tuple[Package, bool]]:
+    get_build(db, build_id)
+    query = (
+        select(Package, BuildPackage.requested)
+        .join(BuildPackage, BuildPackage.package_id == Package.id)
+        .join(Channel, Channel.id == Package.channel_id)
+        .where(BuildPackage.build_id == build_id)
+    )
+    if search:
+        query = query.where(Package.name == search if exact else Package.name.contains(search))
+    if build:
+        query = query.where(Package.build.contains(build))
+    sortable = {"name": Package.name, "version": Package.version, "id": Package.id}
+    count = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    columns = [sortable[k] for k in paging.sort_by if k in sortable] or [Package.name]
+    if any(k not in sortable for k in paging.sort_by):
+        raise InvalidInput(
+            f"cannot sort packages by {paging.sort_by}; choose from name, version, id"
+        )
+    ordered = [c.desc() if paging.order == "desc" else c.asc() for c in columns]
+    rows = db.execute(
+        query.order_by(*ordered).offset((paging.page - 1) * paging.size).limit(paging.size)
+    ).all()
+    return Page([(row[0], bool(row[1])) for row in rows], paging.page, paging.size, count)

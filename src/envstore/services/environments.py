@@ -1,0 +1,204 @@
+"""Environments: list, show, switch the current build (rollback), delete, resolve references.
+
+Every switch of an environment's current build is recorded in ``current_build_switch`` (who,
+when, from, to), which is what ``NS/NAME@DATE`` references are resolved against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from envstore.auth import Principal
+from envstore.core.builds import BuildStatus
+from envstore.core.refs import EnvRef
+from envstore.db.models import (
+    Build,
+    BuildArtifact,
+    BuildPackage,
+    CurrentBuildSwitch,
+    Environment,
+    Namespace,
+    Package,
+    utcnow,
+)
+from envstore.errors import Conflict, InvalidInput, NotFound
+from envstore.services.builds import load_build
+from envstore.services.common import Page, Paging, get_environment, paginate
+from envstore.storage.layout import StoreLayout
+
+__all__ = [
+    "EnvFilters",
+    "delete_environment",
+    "list_environments",
+    "load_environment",
+    "resolve_ref",
+    "switch_current_build",
+    "update_description",
+]
+
+
+@dataclass(frozen=True)
+class EnvFilters:
+    search: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    status: str | None = None
+    packages: Sequence[str] = ()
+    artifact: str | None = None
+
+
+def _with_current(query: Select[tuple[Environment]]) -> Select[tuple[Environment]]:
+    return query.options(selectinload(Environment.current_build))
+
+
+def load_environment(db: Session, namespace: str, name: str) -> Environment:
+    env = get_environment(db, namespace, name)
+    db.scalar(_with_current(select(Environment).where(Environment.id == env.id)))
+    return env
+
+
+def list_environments(db: Session, filters: EnvFilters, paging: Paging) -> Page[Environment]:
+    query = (
+        select(Environment)
+        .join(Namespace, Environment.namespace_id == Namespace.id)
+        .outerjoin(Build, Build.id == Environment.current_build_id)
+        .where(Environment.deleted_on.is_(None), Namespace.deleted_on.is_(None))
+    )
+    if filters.search:
+        like = f"%{filters.search}%"
+        query = query.where(or_(Environment.name.ilike(like), Namespace.name.ilike(like)))
+    if filters.namespace:
+        query = query.where(Namespace.name == filters.namespace)
+    if filters.name:
+        query = query.where(Environment.name == filters.name)
+    if filters.status:
+        try:
+            query = query.where(Build.status == BuildStatus(filters.status.upper()))
+        except ValueError:
+            raise InvalidInput(f"unknown build status {filters.status!r}") from None
+    if filters.artifact:
+        query = query.where(
+            Build.id.in_(
+                select(BuildArtifact.build_id).where(
+                    BuildArtifact.artifact_type == filters.artifact
+                )
+            )
+        )
+    for package in filters.packages:
+        query = query.where(
+            Build.id.in_(
+                select(BuildPackage.build_id)
+                .join(Package, Package.id == BuildPackage.package_id)
+                .where(Package.name == package.strip().lower())
+            )
+        )
+    sortable = {"name": Environment.name, "namespace": Namespace.name, "id": Environment.id}
+    return paginate(db, _with_current(query), paging, sortable, Environment.id)
+
+
+def switch_current_build(
+    db: Session, layout: StoreLayout, who: Principal, namespace: str, name: str, build_id: int
+) -> Environment:
+    """Make ``build_id`` (a COMPLETED build of this environment) the current build (rollback)."""
+    env = get_environment(db, namespace, name)
+    build = db.scalar(
+        select(Build).where(
+            Build.id == build_id, Build.environment_id == env.id, Build.deleted_on.is_(None)
+        )
+    )
+    if build is None:
+        raise NotFound(f"build {build_id} is not a build of {namespace}/{name}")
+    if build.status != BuildStatus.COMPLETED:
+        raise Conflict(
+            f"build {build_id} is {build.status}; only a COMPLETED build can be made current"
+        )
+    if env.current_build_id != build.id:
+        db.add(
+            CurrentBuildSwitch(
+                environment_id=env.id,
+                from_build_id=env.current_build_id,
+                to_build_id=build.id,
+                switched_by=who.name,
+                switched_on=utcnow(),
+            )
+        )
+        env.current_build_id = build.id
+    db.commit()
+    assert build.build_key is not None
+    layout.publish(namespace, name, build.build_key)
+    return load_environment(db, namespace, name)
+
+
+def update_description(db: Session, namespace: str, name: str, description: str) -> Environment:
+    env = get_environment(db, namespace, name)
+    env.description = description
+    db.commit()
+    return load_environment(db, namespace, name)
+
+
+def delete_environment(
+    db: Session, layout: StoreLayout, who: Principal, namespace: str, name: str
+) -> None:
+    """Soft-delete the environment; its builds stay for the record, its link goes."""
+    env = get_environment(db, namespace, name)
+    busy = db.scalar(
+        select(Build.id).where(
+            Build.environment_id == env.id,
+            Build.status.in_([BuildStatus.QUEUED, BuildStatus.BUILDING]),
+        )
+    )
+    if busy is not None:
+        raise Conflict(
+            f"environment {namespace}/{name} has build {busy} in progress; cancel it first"
+        )
+    db.add(
+        CurrentBuildSwitch(
+            environment_id=env.id,
+            from_build_id=env.current_build_id,
+            to_build_id=None,
+            switched_by=who.name,
+            switched_on=utcnow(),
+        )
+    )
+    env.deleted_on = utcnow()
+    env.current_build_id = None
+    db.commit()
+    layout.publish(namespace, name, None)
+
+
+def resolve_ref(db: Session, ref: EnvRef) -> Build:
+    """The build named by ``NS/NAME``, ``NS/NAME@BUILD`` or ``NS/NAME@DATE``."""
+    env = get_environment(db, ref.namespace, ref.name)
+    label = f"{ref.namespace}/{ref.name}"
+    if ref.build_id is not None or ref.build_key is not None:
+        query = select(Build.id).where(Build.environment_id == env.id, Build.deleted_on.is_(None))
+        if ref.build_id is not None:
+            query = query.where(Build.id == ref.build_id)
+        else:
+            query = query.where(Build.build_key == ref.build_key)
+        found = db.scalar(query)
+        if found is None:
+            raise NotFound(f"{label} has no build {ref.build_id or ref.build_key}")
+        return load_build(db, found)
+    if ref.at is not None:
+        return load_build(db, _current_at(db, env, label, ref.at))
+    if env.current_build_id is None:
+        raise NotFound(f"{label} has no current build yet")
+    return load_build(db, env.current_build_id)
+
+
+def _current_at(db: Session, env: Environment, label: str, at: datetime) -> int:
+    switch = db.scalar(
+        select(CurrentBuildSwitch)
+        .where(CurrentBuildSwitch.environment_id == env.id, CurrentBuildSwitch.switched_on <= at)
+        .order_by(CurrentBuildSwitch.switched_on.desc(), CurrentBuildSwitch.id.desc())
+        .limit(1)
+    )
+    if switch is None or switch.to_build_id is None:
+        raise NotFound(f"{label} had no current build at {at.isoformat(timespec='seconds')}")
+    return switch.to_build_id

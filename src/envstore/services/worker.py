@@ -1,0 +1,274 @@
+"""Use cases of the build workers: claim a build, stream its log, record its outcome.
+
+Claiming is a conditional UPDATE (``WHERE status = 'QUEUED'``), so the same build delivered to
+two workers is built once (W4). Publishing records packages and artifacts and switches the
+current build in one transaction; the symlink follows the database, never leads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from envstore.core.builds import BuildStatus
+from envstore.db.models import (
+    Build,
+    BuildArtifact,
+    BuildLogChunk,
+    BuildPackage,
+    Channel,
+    CurrentBuildSwitch,
+    Environment,
+    Namespace,
+    Package,
+    Specification,
+    utcnow,
+)
+from envstore.pipeline.contract import BuildResult, PackageInfo
+from envstore.storage.local import BlobStore
+
+__all__ = [
+    "ClaimedBuild",
+    "append_log",
+    "building_builds",
+    "claim",
+    "count_building",
+    "finish_failed",
+    "heartbeat",
+    "next_queued",
+    "publish",
+    "requeue_or_fail",
+]
+
+TRUNCATION_MARKER = (
+    "\n[envstore] log truncated: the build log reached its size limit (max_log_bytes)\n"
+)
+
+
+@dataclass(frozen=True)
+class ClaimedBuild:
+    id: int
+    attempt: int
+    build_key: str
+    namespace: str
+    environment: str
+    kind: str
+    spec: dict[str, Any]
+    as_of: datetime | None
+    lockfile_text: str | None
+
+
+def next_queued(db: Session, limit: int = 10) -> list[int]:
+    return list(
+        db.scalars(
+            select(Build.id)
+            .where(Build.status == BuildStatus.QUEUED, Build.deleted_on.is_(None))
+            .order_by(Build.id)
+            .limit(limit)
+        )
+    )
+
+
+def claim(db: Session, build_id: int, worker_id: str) -> ClaimedBuild | None:
+    """Move a QUEUED build to BUILDING for this worker; None if someone else has it."""
+    now = utcnow()
+    result = db.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)
+        .values(
+            status=BuildStatus.BUILDING,
+            worker_id=worker_id,
+            attempt=Build.attempt + 1,
+            started_on=now,
+            heartbeat_on=now,
+            status_info=None,
+        )
+    )
+    db.commit()
+    if result.rowcount != 1:
+        return None
+    row = db.execute(
+        select(Build, Environment.name, Namespace.name, Specification)
+        .join(Environment, Environment.id == Build.environment_id)
+        .join(Namespace, Namespace.id == Environment.namespace_id)
+        .join(Specification, Specification.id == Build.specification_id)
+        .where(Build.id == build_id)
+    ).one()
+    build, env_name, ns_name, spec = row
+    assert build.build_key is not None
+    return ClaimedBuild(
+        build.id,
+        build.attempt,
+        build.build_key,
+        ns_name,
+        env_name,
+        spec.kind,
+        spec.spec,
+        build.as_of,
+        build.lockfile_text,
+    )
+
+
+def heartbeat(db: Session, build_id: int, worker_id: str) -> bool:
+    """Refresh the heartbeat; return True if a cancel was requested (or the build was taken)."""
+    db.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.worker_id == worker_id)
+        .values(heartbeat_on=utcnow())
+    )
+    db.commit()
+    state = db.execute(
+        select(Build.cancel_requested, Build.status, Build.worker_id).where(Build.id == build_id)
+    ).one()
+    return bool(state[0]) or state[1] != BuildStatus.BUILDING or state[2] != worker_id
+
+
+def append_log(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
+    """Append ``text`` to the log as one chunk (no rewrite of earlier chunks, W10).
+
+    Returns False once the log is full; the chunk that crosses the limit ends with a marker.
+    """
+    size = db.scalar(select(Build.log_size).where(Build.id == build_id)) or 0
+    if size >= max_bytes:
+        return False
+    data = text.encode()
+    full = size + len(data) >= max_bytes
+    if full:
+        data = data[: max(0, max_bytes - size)] + TRUNCATION_MARKER.encode()
+        text = data.decode(errors="ignore")
+        data = text.encode()
+    db.add(BuildLogChunk(build_id=build_id, offset=size, text=text))
+    db.execute(update(Build).where(Build.id == build_id).values(log_size=size + len(data)))
+    db.commit()
+    return not full
+
+
+def publish(
+    db: Session, blobs: BlobStore, claimed: ClaimedBuild, result: BuildResult, prefix_key: str
+) -> tuple[bool, bool]:
+    """Record a successful build and make it current when it is the newest.
+
+    Returns (published, switched). Not published if the build was taken away from this worker
+    meanwhile (canceled or requeued), in which case nothing is recorded."""
+    build = db.get_one(Build, claimed.id)
+    if build.status != BuildStatus.BUILDING or build.cancel_requested:
+        return False, False
+    lock_digest = blobs.put_bytes(result.lockfile.encode())
+    yaml_digest = blobs.put_bytes(result.pinned_yaml.encode())
+    _record_packages(db, claimed.id, result.packages)
+    for kind, key, size, digest in (
+        ("LOCKFILE", lock_digest, len(result.lockfile.encode()), lock_digest),
+        ("YAML", yaml_digest, len(result.pinned_yaml.encode()), yaml_digest),
+        ("LOGS", f"log:{claimed.id}", 0, None),
+        ("DIRECTORY", prefix_key, result.size, None),
+    ):
+        db.add(
+            BuildArtifact(
+                build_id=claimed.id, artifact_type=kind, key=key, size=size, sha256=digest
+            )
+        )
+    now = utcnow()
+    build.status = BuildStatus.COMPLETED
+    build.status_info = None
+    build.size = result.size
+    build.python_version = result.python_version
+    build.ended_on = now
+    env = db.get_one(Environment, build.environment_id)
+    switched = env.current_build_id is None or env.current_build_id < build.id
+    if switched and env.deleted_on is None:
+        db.add(
+            CurrentBuildSwitch(
+                environment_id=env.id,
+                from_build_id=env.current_build_id,
+                to_build_id=build.id,
+                switched_by="envstore",
+                switched_on=now,
+            )
+        )
+        env.current_build_id = build.id
+    db.commit()
+    return True, switched and env.deleted_on is None
+
+
+def _record_packages(db: Session, build_id: int, packages: list[PackageInfo]) -> None:
+    channels: dict[str, Channel] = {
+        c.name: c
+        for c in db.scalars(select(Channel).where(Channel.name.in_({p.channel for p in packages})))
+    }
+    now = utcnow()
+    for info in packages:
+        channel = channels.get(info.channel)
+        if channel is None:
+            channel = channels[info.channel] = Channel(name=info.channel, last_update=now)
+            db.add(channel)
+            db.flush()
+        package = db.scalar(
+            select(Package).where(
+                Package.channel_id == channel.id,
+                Package.manager == info.manager,
+                Package.name == info.name,
+                Package.version == info.version,
+                Package.build == info.build,
+                Package.sha256 == info.sha256,
+            )
+        )
+        if package is None:
+            package = Package(
+                channel_id=channel.id,
+                manager=info.manager,
+                name=info.name,
+                version=info.version,
+                build=info.build,
+                sha256=info.sha256,
+                md5=info.md5,
+                url=info.url,
+                license=info.license,
+                summary=info.summary,
+                size=info.size,
+            )
+            db.add(package)
+            db.flush()
+        db.add(BuildPackage(build_id=build_id, package_id=package.id, requested=info.requested))
+
+
+def finish_failed(db: Session, build_id: int, status: BuildStatus, info: str) -> None:
+    db.execute(
+        update(Build)
+        .where(Build.id == build_id)
+        .values(status=status, status_info=info[:4000], ended_on=utcnow(), worker_id=None)
+    )
+    db.commit()
+
+
+def requeue_or_fail(db: Session, build_id: int, reason: str, max_attempts: int) -> BuildStatus:
+    """After a lost or crashed attempt: queue again while attempts remain, else FAILED."""
+    attempt = db.scalar(select(Build.attempt).where(Build.id == build_id)) or 0
+    if attempt < max_attempts:
+        db.execute(
+            update(Build)
+            .where(Build.id == build_id, Build.status == BuildStatus.BUILDING)
+            .values(status=BuildStatus.QUEUED, worker_id=None, status_info=f"requeued: {reason}")
+        )
+        db.commit()
+        return BuildStatus.QUEUED
+    finish_failed(db, build_id, BuildStatus.FAILED, f"{reason} (after {attempt} attempts)")
+    return BuildStatus.FAILED
+
+
+def building_builds(db: Session) -> list[tuple[int, str, str, str | None, datetime | None]]:
+    """Every BUILDING build: (id, build key, namespace, worker id, last heartbeat)."""
+    rows = db.execute(
+        select(Build.id, Build.build_key, Namespace.name, Build.worker_id, Build.heartbeat_on)
+        .join(Environment, Environment.id == Build.environment_id)
+        .join(Namespace, Namespace.id == Environment.namespace_id)
+        .where(Build.status == BuildStatus.BUILDING)
+    ).all()
+    return [(r[0], r[1] or "", r[2], r[3], r[4]) for r in rows]
+
+
+def count_building(db: Session) -> int:
+    return db.scalar(select(func.count()).where(Build.status == BuildStatus.BUILDING)) or 0

@@ -1,0 +1,77 @@
+"""Helpers for API tests: a client on a fresh app, and builds put into a given state through
+the same worker services the real workers use."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from envstore.api.app import create_app
+from envstore.core.builds import BuildStatus
+from envstore.db.engine import session_scope
+from envstore.pipeline.contract import BuildResult, PackageInfo
+from envstore.services import worker as svc
+from envstore.settings import Settings
+
+LOCK = """version: 1
+metadata:
+  platforms: [linux-64]
+package:
+- name: six
+  version: 1.16.0
+  manager: pip
+  platform: linux-64
+  url: https://files.example/six-1.16.0-py2.py3-none-any.whl
+  hash: {sha256: 8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254}
+"""
+
+
+def client_for(settings: Settings) -> TestClient:
+    return TestClient(create_app(settings, start_workers=False))
+
+
+def submit(
+    client: TestClient, text: str = "six==1.16.0\n", name: str = "env1", **extra: object
+) -> int:
+    response = client.post(
+        "/api/v1/specification/", json={"specification": text, "environment_name": name, **extra}
+    )
+    assert response.status_code == 200, response.text
+    return int(response.json()["data"]["build_id"])
+
+
+def complete(client: TestClient, build_id: int, version: str = "1.16.0") -> None:
+    """Drive a QUEUED build to COMPLETED through the worker services (no real install)."""
+    state = client.app.state.envstore  # type: ignore[attr-defined]
+    with session_scope(state.factory) as db:
+        claimed = svc.claim(db, build_id, "test:0:0")
+        assert claimed is not None
+        prefix = state.layout.prefix(claimed.namespace, claimed.build_key)
+        prefix.mkdir(parents=True)
+        result = BuildResult(
+            lockfile=LOCK.replace("1.16.0", version),
+            pinned_yaml=f"dependencies:\n- pip:\n  - six=={version}\n",
+            packages=[
+                PackageInfo(
+                    "six",
+                    version,
+                    "pip",
+                    "https://pypi.org/simple",
+                    f"https://files.example/six-{version}.whl",
+                    "ab" * 32,
+                    True,
+                )
+            ],
+            size=1234,
+            python_version="3.11.7",
+        )
+        published, switched = svc.publish(db, state.blobs, claimed, result, str(prefix))
+        assert published
+    if switched:
+        state.layout.publish(claimed.namespace, claimed.environment, claimed.build_key)
+
+
+def fail(client: TestClient, build_id: int) -> None:
+    state = client.app.state.envstore  # type: ignore[attr-defined]
+    with session_scope(state.factory) as db:
+        assert svc.claim(db, build_id, "test:0:0") is not None
+        svc.finish_failed(db, build_id, BuildStatus.FAILED, "solve_failed: test")
