@@ -1,0 +1,16 @@
+"""The public surface of each package is pinned: changing it is a deliberate act."""
+
+from __future__ import annotations
+
+import envstore
+import envstore.storage
+
+
+def test_top_level_names() -> None:
+    assert envstore.__all__ == ["EnvstoreError", "Settings", "__version__", "load_settings"]
+    for name in envstore.__all__:
+        assert getattr(envstore, name) is not None
+
+
+def test_storage_names() -> None:
+    assert sorted(envstore.storage.__all__) == ["BlobStore", "LocalBlobStore", "StoreLayout"]
