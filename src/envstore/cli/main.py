@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
-import click
 import typer
 from typer.main import get_command
 
@@ -98,12 +97,19 @@ def exit_code_for_error(error: EnvstoreError) -> int:
     return EXIT_BAD_INPUT
 
 
-def _usage_line(error: click.ClickException) -> str:
-    """Click's usage error as one line that still points at the right ``--help``."""
-    context = getattr(error, "ctx", None)
-    if isinstance(context, click.Context):
-        return f"{error.format_message()} (see '{context.command_path} --help')"
-    return error.format_message()
+def _is_usage_error(error: BaseException) -> bool:
+    # Typer vendors its own copy of click's exception classes (typer._click, private), so
+    # usage errors are recognised by their interface rather than by a class we import.
+    return callable(getattr(error, "format_message", None)) and isinstance(
+        getattr(error, "exit_code", None), int
+    )
+
+
+def _usage_line(error: BaseException) -> str:
+    """A usage error as one line that still points at the right ``--help``."""
+    message = str(error.format_message())  # type: ignore[attr-defined]
+    path = getattr(getattr(error, "ctx", None), "command_path", None)
+    return f"{message} (see '{path} --help')" if path else message
 
 
 def run_cli(args: Sequence[str] | None = None) -> int:
@@ -115,15 +121,15 @@ def run_cli(args: Sequence[str] | None = None) -> int:
     except EnvstoreError as error:
         print_error(error.message)
         return exit_code_for_error(error)
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return int(done.exit_code)
-    except click.ClickException as usage:
-        print_error(_usage_line(usage))
-        return usage.exit_code
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("\ninterrupted\n")
         return EXIT_INTERRUPTED
     except Exception as unexpected:
+        if _is_usage_error(unexpected):
+            print_error(_usage_line(unexpected))
+            return int(unexpected.exit_code)  # type: ignore[attr-defined]
         if os.environ.get("ENVSTORE_DEBUG"):
             raise
         print_error(

@@ -1,0 +1,221 @@
+"""A user's journey through the ``envstore`` CLI against a real ``envstore serve``.
+
+Everything goes through subprocesses exactly as a user types it: the server is started with its
+own store directory on a free port, and each step runs the installed ``envstore`` console script
+with ``ENVSTORE_URL`` pointing at it. Builds resolve and install real packages from PyPI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(900)]
+
+ENVSTORE = str(Path(sys.executable).parent / "envstore")
+VERSION_PROBE = "import six, iniconfig; print(six.__version__)"
+SERVER_START_TIMEOUT = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``envstore serve`` on a free port with a fresh store; stopped (and its log kept) after."""
+    root = tmp_path_factory.mktemp("envstore-server")
+    port = _free_port()
+    log = root / "server.log"
+    env = {**os.environ, "ENVSTORE_STORE_DIR": str(root / "store")}
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [ENVSTORE, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            cwd=root,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_live(url, process, log)
+        yield Server(url=url, log=log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_live(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"envstore serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/livez", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"envstore serve did not answer /livez in {SERVER_START_TIMEOUT}s")
+
+
+@dataclass
+class Cli:
+    url: str
+    cwd: Path
+
+    def __call__(self, *args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
+        """Run ``envstore ARGS``; check the exit code unless ``code`` is None."""
+        env = {**os.environ, "ENVSTORE_URL": self.url, "COLUMNS": "200"}
+        env.pop("ENVSTORE_DEBUG", None)
+        result = subprocess.run(
+            [ENVSTORE, *args],
+            env=env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if code is not None:
+            assert result.returncode == code, (
+                f"envstore {' '.join(args)} exited {result.returncode}, expected {code}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        assert "Traceback" not in result.stderr
+        return result
+
+
+@pytest.fixture(scope="module")
+def cli(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    return Cli(url=server.url, cwd=tmp_path_factory.mktemp("cli"))
+
+
+def _submit(cli: Cli, spec: Path, *args: str, code: int = 0) -> tuple[int, str]:
+    """``env create -f SPEC ARGS --wait``; return the build id and the whole output."""
+    result = cli("env", "create", "-f", str(spec), *args, "--wait", code=code)
+    match = re.search(r"^build (\d+) queued for ", result.stdout, re.MULTILINE)
+    assert match, result.stdout
+    return int(match.group(1)), result.stdout + result.stderr
+
+
+def _probe(cli: Cli, ref: str, program: str = VERSION_PROBE) -> str:
+    return cli("run", ref, "--", "python", "-c", program).stdout.strip()
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.stderr.startswith("envstore: error: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert fragment in result.stderr
+
+
+def test_journey(cli: Cli, tmp_path: Path) -> None:
+    spec = tmp_path / "tools.txt"
+    spec.write_text("six==1.16.0\niniconfig==2.0.0\n")
+
+    first, output = _submit(cli, spec, "--description", "journey tools")
+    assert f"build {first} COMPLETED" in output
+    assert "default/tools" in cli("env", "list").stdout
+
+    lock = yaml.safe_load(cli("lockfile", "default/tools").stdout)
+    packages = {entry["name"]: entry for entry in lock["package"]}
+    assert {"six", "iniconfig"} <= set(packages)
+    assert packages["six"]["version"] == "1.16.0"
+    for entry in lock["package"]:
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["hash"]["sha256"]), entry
+    assert _probe(cli, "default/tools") == "1.16.0"
+
+    spec.write_text("six==1.15.0\niniconfig==2.0.0\n")
+    second, _ = _submit(cli, spec)
+    assert second != first
+    keys = {
+        build_id: json.loads(cli("build", "show", str(build_id), "--json").stdout)["build_key"]
+        for build_id in (first, second)
+    }
+    assert keys[first] != keys[second]
+    assert _probe(cli, "default/tools") == "1.15.0"
+
+    cli("env", "rollback", "default/tools", str(first))
+    assert _probe(cli, "default/tools") == "1.16.0"
+    assert _probe(cli, f"default/tools@{first}") == "1.16.0"
+    assert _probe(cli, f"default/tools@{second}") == "1.15.0"
+    assert _probe(cli, f"default/tools@{keys[second]}") == "1.15.0"
+    today = datetime.now(UTC).date().isoformat()
+    assert _probe(cli, f"default/tools@{today}") in {"1.16.0", "1.15.0"}
+    shown = json.loads(cli("env", "show", "default/tools", "--json").stdout)
+    assert shown["current_build_id"] == first
+
+    builds = cli("build", "list", "--env", "default/tools", "--json").stdout
+    assert {first, second} <= {build["id"] for build in json.loads(builds)}
+    assert cli("build", "logs", str(first)).stdout.strip()
+
+
+def test_as_of_date_solves_against_the_index_of_that_day(cli: Cli, tmp_path: Path) -> None:
+    spec = tmp_path / "old.txt"
+    spec.write_text("iniconfig\nsix\n")
+    build, _ = _submit(cli, spec, "-n", "history", "--as-of", "2020-01-01")
+    versions = _probe(
+        cli,
+        f"history/old@{build}",
+        "import six, importlib.metadata as m; print(m.version('iniconfig'), six.__version__)",
+    )
+    iniconfig_version, six_version = versions.split()
+    assert iniconfig_version in {"1.0.0", "1.1.1"}
+    assert six_version == "1.13.0"
+
+
+def test_failed_build_exits_1_with_one_status_line(cli: Cli, tmp_path: Path) -> None:
+    spec = tmp_path / "broken.txt"
+    spec.write_text("six==1.16.0\nenvstore-no-such-package-xyz==1.0\n")
+    build, _ = _submit(cli, spec, code=1)
+    result = cli("build", "logs", str(build), "--follow", code=1)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"build {build} FAILED")
+    assert "\n" not in last
+    failed = json.loads(cli("build", "list", "--status", "failed", "--json").stdout)
+    assert build in {entry["id"] for entry in failed}
+    assert {entry["status"] for entry in failed} == {"FAILED"}
+    _assert_one_line_error(
+        cli("run", f"default/broken@{build}", "--", "true", code=2), "only a COMPLETED build"
+    )
+
+
+def test_bad_input_exits_2_with_one_line(cli: Cli, tmp_path: Path) -> None:
+    missing = cli("env", "create", "-f", str(tmp_path / "absent.yml"), code=2)
+    _assert_one_line_error(missing, "no such file")
+    _assert_one_line_error(cli("env", "show", "../x/y", code=2), "namespace '..'")
+    _assert_one_line_error(cli("run", "../x/y", "--", "true", code=2), "namespace '..'")
+    _assert_one_line_error(cli("env", "show", "default/no-such-env", code=2), "")
+    _assert_one_line_error(cli("build", "show", "999999", code=2), "")
+    _assert_one_line_error(cli("lockfile", "default/no-such-env@1", code=2), "")
+
+
+def test_unreachable_server_exits_3(cli: Cli) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    result = cli("--url", url, "env", "list", code=3)
+    _assert_one_line_error(result, f"cannot reach envstore at {url}")
