@@ -27,11 +27,22 @@ from envstore.errors import InvalidSpec, LimitExceeded, PayloadTooLarge
 
 __all__ = ["EnvironmentSpec", "SpecLimits", "parse_specification"]
 
-_ALLOWED_KEYS = {"name", "channels", "dependencies", "variables", "description", "prefix"}
+_ALLOWED_KEYS = {
+    "name",
+    "channels",
+    "dependencies",
+    "variables",
+    "description",
+    "prefix",
+    "virtual_packages",
+}
 _LIST_ITEM = re.compile(rb"^[ \t]*- ", re.MULTILINE)
 _CONDA_DEP = re.compile(r"^(?:[A-Za-z0-9_.\-/:]+::)?([A-Za-z0-9_][A-Za-z0-9_.\-]*)(.*)$")
 _CONDA_VERSION_CHARS = re.compile(r"^[A-Za-z0-9_.*,|<>=!~\[\]'\"+ \-]*$")
+_MAPPING_KEY = re.compile(r"^[A-Za-z_][\w-]*[ \t]*:([ \t]|$)", re.MULTILINE)
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VIRTUAL = re.compile(r"__[a-z][a-z0-9_]{0,30}")
+_VIRTUAL_VALUE = re.compile(r"[A-Za-z0-9_.+]{1,64}(?:=[A-Za-z0-9_.+]{1,64})?")
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,8 @@ class EnvironmentSpec:
     pip: tuple[str, ...] = ()
     variables: dict[str, str] = field(default_factory=dict)
     description: str | None = None
+    # conda virtual packages the solve assumes (``__cuda: "12.2"``); None removes a detected one
+    virtual_packages: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def kind(self) -> Literal["pypi", "conda"]:
@@ -88,6 +101,8 @@ class EnvironmentSpec:
         }
         if self.variables:
             data["variables"] = dict(sorted(self.variables.items()))
+        if self.virtual_packages:
+            data["virtual_packages"] = dict(sorted(self.virtual_packages.items()))
         return data
 
     @property
@@ -100,7 +115,13 @@ class EnvironmentSpec:
 
     def with_name(self, name: str) -> EnvironmentSpec:
         return EnvironmentSpec(
-            name, self.channels, self.conda, self.pip, self.variables, self.description
+            name,
+            self.channels,
+            self.conda,
+            self.pip,
+            self.variables,
+            self.description,
+            self.virtual_packages,
         )
 
 
@@ -125,14 +146,32 @@ def parse_specification(text: str | bytes, limits: SpecLimits | None = None) -> 
         raise InvalidSpec("specification is not valid UTF-8") from None
     if "\x00" in decoded:
         raise InvalidSpec("specification contains a NUL character")
-    data = load_bounded_yaml(decoded, max_depth=limits.max_depth, max_aliases=limits.max_aliases)
-    spec = _from_mapping(data) if isinstance(data, dict) else parse_requirements(decoded)
+    if _looks_like_yaml(decoded):
+        data = load_bounded_yaml(
+            decoded, max_depth=limits.max_depth, max_aliases=limits.max_aliases
+        )
+        if not isinstance(data, dict):
+            raise InvalidSpec("specification must be a mapping (name, channels, dependencies...)")
+        spec = _from_mapping(data)
+    else:
+        spec = parse_requirements(decoded)
     count = len(spec.conda) + len(spec.pip)
     if count > limits.max_packages:
         _too_many(limits, str(count))
     if count == 0:
         raise InvalidSpec("specification lists no packages")
     return spec
+
+
+def _looks_like_yaml(text: str) -> bool:
+    """An ``environment.yaml`` has top-level keys (or YAML syntax); a requirements list has not."""
+    if _MAPPING_KEY.search(text):
+        return True
+    first = next(
+        (line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")),
+        "",
+    )
+    return first.startswith(("{", "[", "---", "%", "!", "&", "*"))
 
 
 def parse_requirements(text: str) -> EnvironmentSpec:
@@ -159,8 +198,9 @@ def _from_mapping(data: dict[Any, Any]) -> EnvironmentSpec:
     channels = _str_list(data.get("channels") or [], "channels")
     conda, pip = _split_dependencies(data.get("dependencies"))
     variables = _variables(data.get("variables") or {})
+    virtual = _virtual_packages(data.get("virtual_packages") or {})
     return EnvironmentSpec(
-        name, tuple(channels), _dedupe(conda), _dedupe(pip), variables, description
+        name, tuple(channels), _dedupe(conda), _dedupe(pip), variables, description, virtual
     )
 
 
@@ -241,6 +281,23 @@ def _variables(value: Any) -> dict[str, str]:
         if not isinstance(val, str | int | float | bool):
             raise InvalidSpec(f"variable {key!r} must be a scalar")
         out[key] = str(val)
+    return out
+
+
+def _virtual_packages(value: Any) -> dict[str, str | None]:
+    """``virtual_packages: {__cuda: "12.2", __glibc: "2.28"}``; ``null`` removes a package."""
+    if not isinstance(value, dict) or len(value) > 16:
+        raise InvalidSpec("'virtual_packages' must be a mapping of at most 16 entries")
+    out: dict[str, str | None] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _VIRTUAL.fullmatch(key):
+            raise InvalidSpec(f"invalid virtual package name {key!r} (e.g. __cuda, __glibc)")
+        if val is None:
+            out[key] = None
+        elif isinstance(val, str | int | float) and _VIRTUAL_VALUE.fullmatch(str(val)):
+            out[key] = str(val)
+        else:
+            raise InvalidSpec(f"virtual package {key}: {val!r} is not a version or version=build")
     return out
 
 

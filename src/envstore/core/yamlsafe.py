@@ -48,8 +48,30 @@ class _BoundedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+def _flow_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting, counted cheaply before parsing.
+
+    PyYAML's scanner looks ahead over a whole run of opening brackets before the composer sees
+    the first node, so a 1,000-deep flow nesting costs quadratic time unless refused up front.
+    Brackets inside quoted strings are counted too, which can only over-estimate.
+    """
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
 def load_bounded_yaml(text: str, *, max_depth: int, max_aliases: int) -> Any:
     """Parse one YAML document with the given bounds; raise :class:`InvalidSpec` on bad YAML."""
+    if _flow_depth(text) > max_depth:
+        raise LimitExceeded(
+            f"specification is nested deeper than {max_depth} levels (limit max_yaml_depth)",
+            limit="max_yaml_depth",
+        )
     loader_cls = type(
         "Loader", (_BoundedLoader,), {"max_depth": max_depth, "max_aliases": max_aliases}
     )
