@@ -12,9 +12,11 @@ from __future__ import annotations
 import errno
 import importlib
 import io
+import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from envstore.artifacts.stage import produce_artifacts
 from envstore.core.specs import EnvironmentSpec, parse_specification
 from envstore.errors import BuildFailure, InvalidSpec
 from envstore.pipeline.contract import (
@@ -110,7 +113,21 @@ def run(request: BuildRequest, log: Log) -> BuildResult | BuildFailureInfo:
     if prefix.exists() or prefix.is_symlink():
         return BuildFailureInfo("prefix_exists", f"{prefix} exists already; refusing to reuse it")
     try:
-        return _dispatch(request, log)
+        result = _dispatch(request, log)
+        if request.artifacts:
+            with stage("artifacts", log):
+                result.artifact_files = produce_artifacts(
+                    prefix,
+                    Path(request.work_dir),
+                    request.artifacts,
+                    variables={
+                        str(k): str(v) for k, v in (request.spec.get("variables") or {}).items()
+                    },
+                    image_prefix=request.oci_prefix,
+                    base_layer=request.oci_base_layer,
+                    log=log,
+                )
+        return result
     except BuildFailure as exc:
         info = BuildFailureInfo(exc.reason, exc.message, exc.retryable)
     except OSError as exc:
@@ -141,6 +158,23 @@ def _write(outcome: BuildResult | BuildFailureInfo, work_dir: Path) -> None:
     temporary.replace(work_dir / name)
 
 
+def _die_with_parent(interval: float = 0.5) -> None:
+    """Kill this build's process group when the supervising worker dies.
+
+    The runner lives in its own session (so that cancel can kill its tree), which also means
+    a ``kill -9`` of the worker would orphan it; an orphan would keep writing into a prefix
+    that the requeued attempt is about to rebuild (W1).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 success, 1 failure, 2 bad usage)."""
     args = sys.argv[1:] if argv is None else argv
@@ -168,4 +202,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    _die_with_parent()
     sys.exit(main())
