@@ -1,1 +1,3 @@
-"""envstore.artifacts."""
+"""Build artifacts: relocatable archives, OCI images, lockfile diffs (written in workers)."""
+
+__all__: list[str] = []

@@ -1,6 +1,7 @@
 """Where artifacts and prefixes live: the BlobStore protocol and the on-disk layout."""
 
+from envstore.storage.blobstore import BlobStore
 from envstore.storage.layout import StoreLayout
-from envstore.storage.local import BlobStore, LocalBlobStore
+from envstore.storage.local import LocalBlobStore
 
 __all__ = ["BlobStore", "LocalBlobStore", "StoreLayout"]
