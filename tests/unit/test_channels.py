@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from envstore.backends.channels import channel_for_url, channel_url, channel_urls, redact
+from envstore.backends.channels import (
+    auth_header,
+    channel_for_url,
+    channel_url,
+    channel_urls,
+    redact,
+)
 from envstore.errors import InvalidSpec
 
 ALIAS = "https://conda.anaconda.org/"
@@ -60,3 +66,18 @@ def test_package_url_maps_to_the_longest_channel() -> None:
 def test_redact_removes_credentials_and_tokens() -> None:
     assert redact("https://user:secret@repo.org/t/abc123/ch/") == "https://repo.org/t/<token>/ch/"
     assert "secret" not in redact("https://secret@repo.org/ch/")
+
+
+def test_auth_header_picks_the_longest_prefix() -> None:
+    creds = {
+        "https://repo.example/": {"token": "wide"},
+        "https://repo.example/private/": {"username": "u", "password": "p"},
+    }
+    assert auth_header("repo.example", "/public/noarch/x", creds) == {
+        "Authorization": "Bearer wide"
+    }
+    assert auth_header("repo.example", "/private/noarch/x", creds) == {
+        "Authorization": "Basic dTpw"
+    }
+    assert auth_header("other.example", "/private/noarch/x", creds) is None
+    assert auth_header("repo.example", "/privateer/x", {"https://repo.example/private": {}}) is None

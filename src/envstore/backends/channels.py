@@ -5,18 +5,36 @@ A specification names channels the way conda users write them (``conda-forge``,
 downstream (repodata cache, lockfile, package records, policy allow-lists) must see one
 canonical URL per channel, so the same channel written two ways is one channel. Credentials
 that may sit in a URL (``user:pass@`` or an anaconda.org ``/t/<token>/`` segment) are stripped
-by :func:`redact` before a URL reaches a log line or an error message.
+by :func:`redact` before a URL reaches a log line or an error message. Credentials from the
+settings (a token or a username/password per channel URL prefix) never enter a URL: they are
+sent as an ``Authorization`` header by the rattler client that :func:`make_client` builds.
 """
 
 from __future__ import annotations
 
+import base64
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from envstore.errors import InvalidSpec
 
-__all__ = ["channel_for_url", "channel_url", "channel_urls", "redact"]
+if TYPE_CHECKING:
+    import rattler
+
+__all__ = [
+    "Credentials",
+    "auth_header",
+    "channel_for_url",
+    "channel_url",
+    "channel_urls",
+    "make_client",
+    "redact",
+]
+
+# channel URL prefix -> {"token": ...} or {"username": ..., "password": ...}
+Credentials = Mapping[str, Mapping[str, str]]
 
 _SCHEMES = ("https", "http", "file")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
@@ -80,3 +98,39 @@ def _normalise_url(value: str, original: str) -> str:
         raise InvalidSpec(f"channel {original!r} may not contain '.' or '..' segments")
     netloc = parts.netloc.lower() if "@" not in parts.netloc else parts.netloc
     return urlunsplit((scheme, netloc, f"{path}/", "", ""))
+
+
+def auth_header(host: str, path: str, credentials: Credentials) -> dict[str, str] | None:
+    """The ``Authorization`` header for a request to ``host`` + ``path``, if a prefix matches.
+
+    The longest matching prefix wins, so a token for ``https://host/private/`` is preferred to
+    one for ``https://host/`` on that channel. rattler hands the middleware the host name only
+    (no scheme, no port), so those parts of a prefix are not compared.
+    """
+    best: tuple[int, Mapping[str, str]] | None = None
+    for prefix, secret in credentials.items():
+        parts = urlsplit(prefix)
+        want_host = (parts.hostname or "").lower()
+        want_path = parts.path.rstrip("/")
+        if host.lower() != want_host or not (path == want_path or path.startswith(want_path + "/")):
+            continue
+        if best is None or len(want_path) > best[0]:
+            best = (len(want_path), secret)
+    if best is None:
+        return None
+    secret = best[1]
+    if "token" in secret:
+        return {"Authorization": f"Bearer {secret['token']}"}
+    pair = f"{secret['username']}:{secret['password']}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
+def make_client(credentials: Credentials) -> rattler.Client:
+    """A rattler HTTP client that authenticates to the channels named in ``credentials``."""
+    import rattler
+    from rattler.networking import AddHeadersMiddleware
+
+    frozen = {prefix: dict(secret) for prefix, secret in credentials.items()}
+    if not frozen:
+        return rattler.Client()
+    return rattler.Client([AddHeadersMiddleware(lambda h, p: auth_header(h, p, frozen))])

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,20 @@ import yaml
 from rattler.exceptions import GatewayError, InstallerError, SolverError
 
 from envstore.backends import conda_records
-from envstore.backends.channels import channel_for_url, channel_urls, redact
+from envstore.backends.channels import (
+    Credentials,
+    channel_for_url,
+    channel_urls,
+    make_client,
+    redact,
+)
 from envstore.backends.conda_archives import ArchiveLimits, check_archive, file_sha256
 from envstore.core.lockfile import LockedPackage, Lockfile
 from envstore.core.specs import EnvironmentSpec, parse_specification
 from envstore.errors import BuildFailure, InvalidSpec
 from envstore.pipeline.contract import BuildRequest, BuildResult
 
-__all__ = ["build", "host_platform", "solve_only"]
+__all__ = ["build", "host_platform", "solve_only", "virtual_overrides"]
 
 Log = Callable[[str], None]
 
@@ -48,16 +55,24 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
     ``solve_failed``, ``solve_timeout``, ``hash_mismatch``, ``unsafe_package``,
     ``install_failed``...); the caller owns cleanup of the half-built prefix.
     """
-    spec = _spec(request.spec)
     platform = request.platform or host_platform()
+    client = make_client(request.channel_credentials)
+    as_of = request.as_of
     if request.lockfile:
+        # A lockfile submission's spec is {name, lockfile}: what to install is the lock itself.
         lock = _read_lockfile(request.lockfile, platform)
         channels = list(lock.channels)
+        spec = EnvironmentSpec(name=request.spec.get("name"), channels=lock.channels)
+        requested, as_of = _roots(lock.packages), lock.as_of
         conda_locked = [p for p in lock.packages if p.manager == "conda"]
-        pip_locked = [p for p in lock.packages if p.manager == "pip"]
+        pip_locked = [
+            replace(p, requested=p.name in requested) for p in lock.packages if p.manager == "pip"
+        ]
         log(f"installing {len(conda_locked)} conda packages from the submitted lockfile")
-        records = asyncio.run(_records_from_lock(conda_locked, channels, request, log))
+        records = asyncio.run(_records_from_lock(conda_locked, channels, request, client, log))
     else:
+        spec = _spec(request.spec)
+        requested = spec.requested_names
         channels = channel_urls(spec.channels, request.channel_alias)
         records = solve_records(
             channels,
@@ -66,18 +81,37 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
             cache_dir=request.repodata_cache_dir,
             as_of=request.as_of,
             timeout=request.solve_timeout,
-            virtual_packages=request.extra.get("virtual_packages"),
+            virtual_packages=virtual_overrides(request, spec),
             log=log,
+            client=client,
         )
-        asyncio.run(_verify_records(records, request, log))
+        asyncio.run(_verify_records(records, request, client, log))
         pip_locked = []
-    _install(records, request, platform, log)
+    _install(records, request, platform, client, log)
     python = _prefix_python(Path(request.prefix))
     if spec.pip and not request.lockfile:
         pip_locked = _pip_resolve(spec, python, request, platform, log)
     if pip_locked:
         _pip_install(pip_locked, python, request, log)
-    return _result(records, pip_locked, channels, spec, request, platform)
+    return _result(records, pip_locked, channels, spec, requested, request, platform, as_of)
+
+
+def virtual_overrides(request: BuildRequest, spec: EnvironmentSpec) -> dict[str, str | None]:
+    """Virtual-package overrides: the server's settings, then the environment's own."""
+    merged: dict[str, str | None] = dict(request.virtual_packages)
+    merged.update(request.extra.get("virtual_packages") or {})
+    merged.update(spec.virtual_packages)
+    return merged
+
+
+def _roots(packages: Sequence[LockedPackage]) -> frozenset[str]:
+    """Names no other locked package depends on: the lockfile's stand-in for "requested".
+
+    conda-lock v1 does not record what the user asked for; the roots of the dependency graph
+    are what a spec would have named in the usual case, and they are deterministic (M4).
+    """
+    needed = {dep.lower() for p in packages for dep in p.dependencies}
+    return frozenset(p.name for p in packages if p.name.lower() not in needed)
 
 
 def solve_only(
@@ -90,6 +124,7 @@ def solve_only(
     as_of: str | None = None,
     timeout: float = 600.0,
     virtual_packages: Mapping[str, str | None] | None = None,
+    credentials: Credentials | None = None,
 ) -> list[dict[str, Any]]:
     """Solve without installing, for ``GET /specification/``: one dict per package.
 
@@ -106,6 +141,7 @@ def solve_only(
         timeout=timeout,
         virtual_packages=virtual_packages,
         log=lambda _line: None,
+        client=make_client(credentials or {}),
     )
     rows = [
         {
@@ -131,6 +167,7 @@ def solve_records(
     timeout: float,
     virtual_packages: Mapping[str, str | None] | None,
     log: Log,
+    client: rattler.Client | None = None,
 ) -> list[rattler.RepoDataRecord]:
     """Fetch repodata (cached in ``cache_dir``) and solve ``specs`` for ``platform``."""
     if not channels:
@@ -139,9 +176,11 @@ def solve_records(
         raise BuildFailure("solve_failed", "the specification lists no conda package")
     virtual = _virtual_packages(platform, virtual_packages)
     cutoff = _as_of(as_of)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
     log(f"solving {len(specs)} specs for {platform} from {', '.join(map(redact, channels))}")
     started = datetime.now(UTC)
-    records = asyncio.run(_solve(channels, specs, platform, virtual, cutoff, timeout, cache_dir))
+    gateway = rattler.Gateway(cache_dir=Path(cache_dir), client=client or rattler.Client())
+    records = asyncio.run(_solve(channels, specs, platform, virtual, cutoff, timeout, gateway))
     elapsed = (datetime.now(UTC) - started).total_seconds()
     log(f"solved {len(records)} packages in {elapsed:.2f}s")
     return sorted(records, key=lambda r: r.name.normalized)
@@ -154,10 +193,8 @@ async def _solve(
     virtual: list[rattler.GenericVirtualPackage],
     cutoff: datetime | None,
     timeout: float,
-    cache_dir: str,
+    gateway: rattler.Gateway,
 ) -> list[rattler.RepoDataRecord]:
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    gateway = rattler.Gateway(cache_dir=Path(cache_dir))
     # An invalid subdir raises here, before any network traffic.
     platforms = [rattler.Subdir(platform)] + (
         [rattler.Subdir("noarch")] if platform != "noarch" else []
@@ -278,7 +315,11 @@ def _read_lockfile(text: str, platform: str) -> Lockfile:
 
 
 async def _records_from_lock(
-    packages: Sequence[LockedPackage], channels: Sequence[str], request: BuildRequest, log: Log
+    packages: Sequence[LockedPackage],
+    channels: Sequence[str],
+    request: BuildRequest,
+    client: rattler.Client,
+    log: Log,
 ) -> list[rattler.RepoDataRecord]:
     """Records for exactly the locked packages, each archive fetched and hash-checked first.
 
@@ -287,7 +328,7 @@ async def _records_from_lock(
     """
     records = []
     for package in packages:
-        path = await _fetch(package.url, request)
+        path = await _fetch(package.url, request, client)
         actual = file_sha256(path)
         if actual != package.sha256:
             raise BuildFailure(
@@ -308,11 +349,24 @@ async def _records_from_lock(
 
 
 async def _verify_records(
-    records: Sequence[rattler.RepoDataRecord], request: BuildRequest, log: Log
+    records: Sequence[rattler.RepoDataRecord],
+    request: BuildRequest,
+    client: rattler.Client,
+    log: Log,
 ) -> None:
-    """Hash-check and safety-check every solved archive before rattler extracts it."""
+    """Hash-check and safety-check every solved archive before rattler extracts it.
+
+    An archive whose sha256 passed these checks before (under the same limits) is not fetched
+    or checked again: rattler verifies what it downloads against the same sha256, so what it
+    links is byte-identical to what was checked. This keeps warm builds close to bare rattler.
+    """
+    skipped = 0
     for record in records:
-        path = await _fetch(record.url, request)
+        marker = _verified_marker(record.sha256.hex() if record.sha256 else None, request)
+        if marker is not None and marker.exists():
+            skipped += 1
+            continue
+        path = await _fetch(record.url, request, client)
         actual = file_sha256(path)
         expected = record.sha256.hex() if record.sha256 else None
         label = f"{record.name.normalized}-{record.version}-{record.build}"
@@ -326,10 +380,26 @@ async def _verify_records(
         if not expected:
             # rattler verifies its own download against this, so it installs what we checked.
             record.sha256 = bytes.fromhex(actual)
-    log(f"verified {len(records)} archives")
+        _mark_verified(actual, request)
+    log(f"verified {len(records) - skipped} archives ({skipped} verified by earlier builds)")
 
 
-async def _fetch(url: str, request: BuildRequest) -> Path:
+def _verified_marker(sha256: str | None, request: BuildRequest) -> Path | None:
+    if not sha256:
+        return None
+    limits = _limits(request)
+    key = f"{sha256}-{limits.max_unpacked_bytes}-{limits.max_ratio}"
+    return Path(request.conda_pkgs_dir) / ".envstore-verified" / key
+
+
+def _mark_verified(sha256: str, request: BuildRequest) -> None:
+    marker = _verified_marker(sha256, request)
+    assert marker is not None
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+
+
+async def _fetch(url: str, request: BuildRequest, client: rattler.Client) -> Path:
     """A local path holding the archive at ``url`` (local channels are read in place)."""
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -343,7 +413,7 @@ async def _fetch(url: str, request: BuildRequest) -> Path:
     from rattler.package_streaming import download_to_path
 
     try:
-        await download_to_path(rattler.Client(), url, target)
+        await download_to_path(client, url, target)
     except Exception as exc:  # rattler surfaces network errors as RuntimeError and friends
         raise BuildFailure(
             "network_error", f"cannot download {redact(url)}: {exc}", retryable=True
@@ -365,6 +435,7 @@ def _install(
     records: list[rattler.RepoDataRecord],
     request: BuildRequest,
     platform: str,
+    client: rattler.Client,
     log: Log,
 ) -> None:
     prefix = Path(request.prefix)
@@ -377,8 +448,9 @@ def _install(
                 cache_dir=Path(request.conda_pkgs_dir),
                 installed_packages=[],
                 platform=rattler.Subdir(platform),
-                execute_link_scripts=False,
+                execute_link_scripts=request.run_link_scripts,
                 show_progress=False,
+                client=client,
             )
         )
     except (InstallerError, OSError, RuntimeError) as exc:
@@ -428,10 +500,11 @@ def _result(
     pip_locked: Sequence[LockedPackage],
     channels: Sequence[str],
     spec: EnvironmentSpec,
+    requested: frozenset[str],
     request: BuildRequest,
     platform: str,
+    as_of: str | None,
 ) -> BuildResult:
-    requested = spec.requested_names
     conda_locked = [conda_records.locked(r, platform, requested) for r in records]
     python_version = next((str(r.version) for r in records if r.name.normalized == "python"), None)
     lock = Lockfile(
@@ -439,7 +512,7 @@ def _result(
         packages=tuple(conda_locked) + tuple(pip_locked),
         channels=tuple(channels),
         python_version=python_version,
-        as_of=request.as_of,
+        as_of=as_of,
     )
     infos = [
         conda_records.package_info(r, channels, requested, request.conda_pkgs_dir) for r in records
@@ -466,6 +539,8 @@ def _pinned_yaml(
     data: dict[str, Any] = {"name": spec.name, "channels": list(channels), "dependencies": deps}
     if spec.variables:
         data["variables"] = dict(sorted(spec.variables.items()))
+    if spec.virtual_packages:
+        data["virtual_packages"] = dict(sorted(spec.virtual_packages.items()))
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
@@ -474,14 +549,22 @@ def _channel_of(record: rattler.RepoDataRecord, channels: Sequence[str]) -> str:
 
 
 def _tree_size(root: Path) -> int:
-    """Bytes on disk of ``root``, each hardlinked inode counted once."""
-    seen: set[tuple[int, int]] = set()
+    """Bytes on disk of ``root``, each hardlinked inode counted once (symlinks not followed).
+
+    ``os.scandir`` rather than ``os.walk`` + ``lstat``: a conda prefix holds tens of thousands
+    of files and this runs on every build.
+    """
+    seen: set[int] = set()
     total = 0
-    for directory, _dirs, files in os.walk(root):
-        for name in files:
-            stat = (Path(directory) / name).lstat()
-            key = (stat.st_dev, stat.st_ino)
-            if key not in seen:
-                seen.add(key)
-                total += stat.st_size
+    pending = [str(root)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    continue
+                stat = entry.stat(follow_symlinks=False)
+                if stat.st_ino not in seen:  # one prefix is one file system
+                    seen.add(stat.st_ino)
+                    total += stat.st_size
     return total

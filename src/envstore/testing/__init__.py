@@ -5,6 +5,7 @@ from envstore.testing.channels import (
     ChannelBuilder,
     Member,
     add_malicious_corpus,
+    demo_channel,
     host_subdir,
     large_channel,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "ChannelBuilder",
     "Member",
     "add_malicious_corpus",
+    "demo_channel",
     "host_subdir",
     "large_channel",
 ]

@@ -35,9 +35,13 @@ __all__ = [
     "ChannelBuilder",
     "Member",
     "add_malicious_corpus",
+    "demo_channel",
     "host_subdir",
     "large_channel",
 ]
+
+DEMO_OLD = datetime(2023, 1, 1, tzinfo=UTC)
+DEMO_NEW = datetime(2024, 6, 1, tzinfo=UTC)
 
 ArchiveFormat = Literal[".conda", ".tar.bz2"]
 MALICIOUS_KINDS = ("dotdot", "absolute", "symlink", "hardlink", "device", "huge")
@@ -136,7 +140,9 @@ class ChannelBuilder:
         package = _Package(name, version, build, subdir, index, about, members)
         return self._write(package, fmt, int(when.timestamp()))
 
-    def add_python_wrapper(self, version: str | None = None, *, build: str = "0") -> Path:
+    def add_python_wrapper(
+        self, version: str | None = None, *, build: str = "0", timestamp: datetime | None = None
+    ) -> Path:
         """A ``python`` package for the host subdir that behaves like a venv of the host Python.
 
         ``bin/python`` is a *copy* of the host interpreter binary (a symlink would point outside
@@ -146,6 +152,7 @@ class ChannelBuilder:
         installs into the prefix. Works when the host binary finds ``libpython`` through an
         absolute RUNPATH or links it statically (pyenv, python.org, distro builds).
         """
+        when = timestamp or datetime(2024, 1, 1, tzinfo=UTC)
         real = Path(sys.executable).resolve()
         base = Path(sys.base_prefix)
         version = version or host_platform.python_version()
@@ -167,11 +174,11 @@ class ChannelBuilder:
             "depends": [],
             "license": "Python-2.0",
             "subdir": subdir,
-            "timestamp": int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000),
+            "timestamp": int(when.timestamp() * 1000),
         }
         about = {"license": "Python-2.0", "summary": "the host interpreter, wrapped as a venv"}
         package = _Package("python", version, build, subdir, index, about, members)
-        return self._write(package, ".conda", int(datetime(2024, 1, 1, tzinfo=UTC).timestamp()))
+        return self._write(package, ".conda", int(when.timestamp()))
 
     def index(self) -> None:
         """Write ``repodata.json`` for every subdir with rattler's indexer (plain JSON only)."""
@@ -358,3 +365,37 @@ def large_channel(root: Path, n_records: int = 50_000, seed: int = 0) -> str:
     repodata = {"info": {"subdir": "noarch"}, "packages": packages, "packages.conda": {}}
     (subdir / "repodata.json").write_text(json.dumps(repodata))
     return root.resolve().as_uri()
+
+
+def demo_channel(root: Path) -> ChannelBuilder:
+    """The small indexed channel the server tests, acceptance tests and benchmarks share.
+
+    ``liba`` 1.0 (published 2023-01-01) and 2.0 (2024-06-01, as ``.tar.bz2``); ``app`` (needs
+    ``liba >=1``, ships ``bin/app``); ``needs-old`` and ``needs-new``, which conflict;
+    ``glibc-hungry`` (needs ``__glibc >=99``); and a ``python`` wrapping the host interpreter.
+    """
+    builder = ChannelBuilder(root)
+    builder.add("liba", "1.0", files={"share/liba/version.txt": b"1.0\n"}, timestamp=DEMO_OLD)
+    builder.add(
+        "liba",
+        "2.0",
+        files={"share/liba/version.txt": b"2.0\n"},
+        timestamp=DEMO_NEW,
+        fmt=".tar.bz2",
+    )
+    builder.add(
+        "app",
+        "1.0",
+        deps=["liba >=1"],
+        entry_points={
+            "app": 'echo "hello from app, liba $(cat "$(dirname "$0")/../share/liba/version.txt")"'
+        },
+        timestamp=DEMO_OLD,
+        summary="the demo app",
+    )
+    builder.add("needs-old", "1.0", deps=["liba <2"], timestamp=DEMO_OLD)
+    builder.add("needs-new", "1.0", deps=["liba >=2"], timestamp=DEMO_OLD)
+    builder.add("glibc-hungry", "1.0", deps=["__glibc >=99"], timestamp=DEMO_OLD)
+    builder.add_python_wrapper(timestamp=datetime(2022, 1, 1, tzinfo=UTC))
+    builder.index()
+    return builder
