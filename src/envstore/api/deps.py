@@ -1,29 +1,56 @@
-"""Request dependencies: the database session, the caller, the server's state, paging.
+"""Request dependencies: the database session, the caller, the server's state, paging, and
+the permission each route declares.
 
-Routes declare what they need with ``Annotated`` aliases (``db: DbSession, who: Caller``).
-Authentication plugs in behind :func:`get_principal` without touching routes.
+Routes declare what they need with ``Annotated`` aliases (``db: DbSession, who: Caller``) and
+the permission they need with ``Annotated[Principal, Require(Permission.X, On.Y)]``: ``On``
+says which object the permission is checked on, read from the path (or loaded, for a build),
+so the check runs before the route body, before any request body is parsed, and answers the
+same 403 whether the object exists or not. The route table test (tests/security) fails for a
+route that declares nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from envstore.auth import LOCAL_PRINCIPAL, Principal
+from envstore.auth import Principal
+from envstore.auth.cookies import COOKIE_NAME, CookieSigner
+from envstore.auth.oauth import IdentityProvider
+from envstore.core.permissions import Permission
 from envstore.core.specs import SpecLimits
-from envstore.errors import Unavailable
+from envstore.errors import Forbidden, NotFound, Unavailable
 from envstore.jobs import Queue
+from envstore.services.access import build_owner
 from envstore.services.common import MAX_PAGE_SIZE, Paging
+from envstore.services.identity import identify
 from envstore.settings import Settings
-from envstore.storage import LocalBlobStore, StoreLayout
+from envstore.storage import BlobStore, StoreLayout
 
-__all__ = ["AppState", "Caller", "DbSession", "PageQuery", "State", "get_principal"]
+__all__ = [
+    "AppState",
+    "AuthorizedBody",
+    "Caller",
+    "DbSession",
+    "On",
+    "PageQuery",
+    "Require",
+    "State",
+    "declared_permission",
+    "get_principal",
+    "require_build",
+]
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 @dataclass
@@ -31,9 +58,16 @@ class AppState:
     settings: Settings
     engine: Engine
     factory: sessionmaker[Session]
-    blobs: LocalBlobStore
+    blobs: BlobStore
     layout: StoreLayout
     queue: Queue | None
+    signer: CookieSigner | None = None
+    provider: IdentityProvider | None = None
+
+    @property
+    def cookies(self) -> CookieSigner:
+        assert self.signer is not None, "create_app sets the cookie signer"
+        return self.signer
 
     @property
     def limits(self) -> SpecLimits:
@@ -63,9 +97,15 @@ def get_db(state: State) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_db)]
 
 
-def get_principal() -> Principal:
-    """The caller. Until authentication lands, every caller is the one trusted local user."""
-    return LOCAL_PRINCIPAL
+def get_principal(request: Request, state: State, db: DbSession) -> Principal:
+    """The caller: cookie, then Bearer, then Basic; anonymous when none matches."""
+    return identify(
+        db,
+        state.settings,
+        state.cookies,
+        request.cookies.get(COOKIE_NAME),
+        request.headers.get("authorization"),
+    )
 
 
 Caller = Annotated[Principal, Depends(get_principal)]
@@ -83,3 +123,90 @@ def get_paging(
 
 
 PageQuery = Annotated[Paging, Depends(get_paging)]
+
+
+class On(Enum):
+    """What a route's permission is checked on."""
+
+    PUBLIC = "anyone may call; the route itself shows only the caller's own data"
+    LIST = "a list: the route filters rows in SQL to what the caller may see"
+    ANY = "the caller must hold the permission on some pattern (the route checks the target)"
+    NAMESPACE = "the {namespace} of the path, namespace-wide (ns/*)"
+    ENVIRONMENT = "{namespace}/{name} of the path"
+    BUILD = "the namespace/environment of the build {build_id}, loaded from the database"
+
+
+_READS = {Permission.NAMESPACE_READ, Permission.ROLE_MAPPING_READ}
+
+
+def _check(request: Request, db: Session, who: Principal, permission: Permission, on: On) -> None:
+    params = request.path_params
+    if on is On.ANY and not who.can_somewhere(permission):
+        raise Forbidden()
+    if on is On.NAMESPACE:
+        namespace = str(params["namespace"])
+        ok = (
+            who.can_in_namespace(permission, namespace)
+            if permission in _READS
+            else who.can(permission, namespace)
+        )
+        if not ok:
+            raise Forbidden()
+    if on is On.ENVIRONMENT:
+        who.require(permission, str(params["namespace"]), str(params["name"]))
+    if on is On.BUILD:
+        require_build(db, who, permission, int(params["build_id"]))
+
+
+def require_build(db: Session, who: Principal, permission: Permission, build_id: int) -> None:
+    """Check ``permission`` on the namespace/environment of a build loaded by id (A2)."""
+    owner = build_owner(db, build_id)
+    if owner is None:
+        # Only a caller who could see the build wherever it were may learn it is missing.
+        if who.can_everywhere(permission):
+            raise NotFound(f"build {build_id} not found")
+        raise Forbidden()
+    who.require(permission, *owner)
+
+
+def Require(permission: Permission | None, on: On) -> Any:
+    """Declare and enforce the permission of a route; the dependency yields the caller."""
+    if (permission is None) != (on is On.PUBLIC):
+        raise ValueError("a PUBLIC route declares no permission; every other route one")
+
+    def require(request: Request, who: Caller, db: DbSession) -> Principal:
+        if permission is not None:
+            _check(request, db, who, permission, on)
+        return who
+
+    require.__envstore_permission__ = (permission, on)  # type: ignore[attr-defined]
+    return Depends(require)
+
+
+def AuthorizedBody(model: type[_Model], permission: Permission, on: On) -> Any:
+    """A JSON body of type ``model``, read from the socket only once the caller passed
+    ``Require(permission, on)``.
+
+    FastAPI reads and decodes a declared body parameter *before* it runs any dependency, so a
+    route that must refuse unauthorised callers before touching their body (RELIABILITY.md I5)
+    takes the body through this dependency instead. The size of what is read is bounded
+    earlier by ``BodyLimitMiddleware``.
+    """
+
+    gate = Require(permission, on)
+
+    # A default, not Annotated: annotations are strings here and cannot see this closure.
+    async def read_body(request: Request, _who: Principal = gate) -> _Model:
+        raw = await request.body()
+        try:
+            return model.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False)) from None
+
+    return Depends(read_body)
+
+
+def declared_permission(call: Any) -> tuple[Permission | None, On] | None:
+    """The ``(permission, On)`` a dependency declares, if it is a :func:`Require`."""
+    found = getattr(call, "__envstore_permission__", None)
+    return found if isinstance(found, tuple) else None

@@ -1,5 +1,5 @@
-"""Identity: who is calling. Until the access-control issue lands the server runs as one
-trusted user; everything that needs the caller takes a :class:`Principal`."""
+"""Identity and access: who is calling (cookies, API tokens, login providers) and the
+:class:`Principal` services check permissions on."""
 
 from envstore.auth.principal import LOCAL_PRINCIPAL, Principal
 

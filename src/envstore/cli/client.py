@@ -328,6 +328,57 @@ class EnvstoreClient:
         """The conda-lock YAML of one build."""
         return self._request("GET", f"build/{build_id}/lockfile/").text
 
+    # -- identity ----------------------------------------------------------------------------
+
+    def login(
+        self, username: str, password: str, *, token_name: str, namespace: str | None = None
+    ) -> str:
+        """Sign in with a password (cookie) and trade the session for a new API token."""
+        with self._translate():
+            response = self._http.post(
+                f"{self.url}/login/", json={"username": username, "password": password}
+            )
+        if not response.is_success:
+            raise error_from_response(response)
+        body: JSONDict = {"name": token_name}
+        if namespace is not None:
+            body["primary_namespace"] = namespace
+        data = self._data("POST", "token/", body=body)
+        self._http.cookies.clear()
+        if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+            raise ServerError("the server did not hand out a token", status=200)
+        return str(data["token"])
+
+    def permissions(self) -> JSONDict:
+        """Who the server takes us for (``/permission/``)."""
+        data: JSONDict = self._data("GET", "permission/")
+        return data
+
+    def create_token(
+        self,
+        *,
+        name: str = "",
+        expiration: str | None = None,
+        role_bindings: dict[str, list[str]] | None = None,
+        namespace: str | None = None,
+    ) -> JSONDict:
+        body: JSONDict = {"name": name}
+        if expiration is not None:
+            body["expiration"] = expiration
+        if role_bindings is not None:
+            body["role_bindings"] = role_bindings
+        if namespace is not None:
+            body["primary_namespace"] = namespace
+        data: JSONDict = self._data("POST", "token/", body=body)
+        return data
+
+    def list_tokens(self) -> list[JSONDict]:
+        data = self._data("GET", "token/")
+        return list(data or [])
+
+    def revoke_token(self, token_id: int) -> str:
+        return str(self._json("DELETE", f"token/{token_id}/").get("message") or "")
+
 
 def _env_path(namespace: str, name: str) -> str:
     return f"environment/{_segment(namespace)}/{_segment(name)}/"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import typer
 
 from envstore.cli.client import DEFAULT_URL, EnvstoreClient
+from envstore.cli.credentials import stored_token
 from envstore.core.builds import BuildStatus
 from envstore.core.refs import EnvRef, parse_ref
 from envstore.errors import InvalidInput
@@ -31,7 +32,9 @@ def open_client(ctx: typer.Context) -> EnvstoreClient:
     """A client for the connection chosen by the root options."""
     root = ctx.find_root()
     connection = root.obj if isinstance(root.obj, Connection) else Connection()
-    return EnvstoreClient(connection.url, token=connection.token)
+    # --token / ENVSTORE_TOKEN first, then the token `envstore login` kept for this URL.
+    token = connection.token or stored_token(connection.url)
+    return EnvstoreClient(connection.url, token=token)
 
 
 def parse_selector_ref(text: str) -> tuple[EnvRef, str]:

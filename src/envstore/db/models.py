@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "ApiToken",
     "Base",
     "Build",
     "BuildArtifact",
@@ -32,10 +33,14 @@ __all__ = [
     "Channel",
     "CurrentBuildSwitch",
     "Environment",
+    "Group",
     "Namespace",
+    "NamespaceRoleMapping",
     "Package",
     "Setting",
     "Specification",
+    "User",
+    "UserGroup",
     "utcnow",
 ]
 
@@ -215,3 +220,68 @@ class Setting(Base):
     environment: Mapped[str] = mapped_column(String(255), default="")
     key: Mapped[str] = mapped_column(String(255))
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class User(Base):
+    """A person who can log in: a local account (``password_hash``) or one from a provider."""
+
+    __tablename__ = "auth_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    provider: Mapped[str] = mapped_column(String(32), default="local")
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_on: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Group(Base):
+    __tablename__ = "auth_group"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class UserGroup(Base):
+    __tablename__ = "auth_user_group"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("auth_user.id", ondelete="CASCADE"), primary_key=True
+    )
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("auth_group.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class ApiToken(Base):
+    """An API token; only the sha256 of its secret is stored (A4)."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("auth_user.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255), default="")
+    primary_namespace: Mapped[str] = mapped_column(String(255))
+    role_bindings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_on: Mapped[datetime] = mapped_column(DateTime)
+    last_used_on: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_on: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class NamespaceRoleMapping(Base):
+    """A role on ``{namespace}/*`` for an entity: ``user:NAME``, ``group:NAME``,
+    ``namespace:NAME`` (namespace-to-namespace sharing) or ``*`` (every signed-in user)."""
+
+    __tablename__ = "namespace_role_mapping"
+    __table_args__ = (UniqueConstraint("namespace_id", "entity"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespace.id", ondelete="CASCADE"))
+    entity: Mapped[str] = mapped_column(String(255), index=True)
+    role: Mapped[str] = mapped_column(String(16))

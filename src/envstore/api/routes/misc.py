@@ -7,67 +7,60 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from envstore import __version__
-from envstore.api.deps import Caller, DbSession, PageQuery
-from envstore.api.schemas import channel_out, ok, ok_page, package_out
+from envstore.api.deps import DbSession, On, PageQuery, Require
+from envstore.api.schemas import channel_out, ok, ok_page, package_out, ts
+from envstore.auth import Principal
+from envstore.core.permissions import Permission
 from envstore.services import catalog
 from envstore.services.namespaces import usage
 
 router = APIRouter(tags=["server"])
 
-_ALL_PERMISSIONS = [
-    "namespace::read",
-    "namespace::create",
-    "namespace::update",
-    "namespace::delete",
-    "namespace-role-mapping::read",
-    "namespace-role-mapping::create",
-    "namespace-role-mapping::update",
-    "namespace-role-mapping::delete",
-    "environment::read",
-    "environment::update",
-    "environment::delete",
-    "environment:create",
-    "build::cancel",
-    "build::delete",
-    "setting::read",
-    "setting::update",
-]
+Anyone = Annotated[Principal, Require(None, On.PUBLIC)]
+Reader = Annotated[Principal, Require(Permission.ENV_READ, On.LIST)]
 
 
 @router.get("/")
-def api_status() -> dict[str, Any]:
+def api_status(_who: Anyone) -> dict[str, Any]:
     return ok({"version": __version__})
 
 
 @router.get("/permission/")
-def permission(who: Caller) -> dict[str, Any]:
-    """The caller's effective permissions (the single trusted user may do everything)."""
+def permission(who: Anyone) -> dict[str, Any]:
+    """The caller's effective role bindings and the permissions they grant, per pattern."""
+    roles: dict[str, list[str]] = {}
+    perms: dict[str, set[str]] = {}
+    for binding in who.effective_bindings:
+        roles.setdefault(binding.pattern, []).append(binding.role.value)
+        perms.setdefault(binding.pattern, set()).update(binding.permissions)
     return ok(
         {
             "authenticated": who.authenticated,
             "primary_namespace": who.primary_namespace,
-            "entity_permissions": {"*/*": _ALL_PERMISSIONS},
-            "entity_roles": {"*/*": ["admin"]},
-            "expiration": None,
+            "entity_permissions": {k: sorted(v) for k, v in sorted(perms.items())},
+            "entity_roles": dict(sorted(roles.items())),
+            "expiration": ts(who.expiration),
         }
     )
 
 
 @router.get("/usage/")
-def get_usage(db: DbSession, _who: Caller) -> dict[str, Any]:
-    return ok(usage(db))
+def get_usage(
+    db: DbSession, who: Annotated[Principal, Require(Permission.NAMESPACE_READ, On.LIST)]
+) -> dict[str, Any]:
+    return ok(usage(db, who))
 
 
 @router.get("/channel/")
-def list_channels(db: DbSession, _who: Caller, paging: PageQuery) -> dict[str, Any]:
-    page = catalog.list_channels(db, paging)
+def list_channels(db: DbSession, who: Reader, paging: PageQuery) -> dict[str, Any]:
+    page = catalog.list_channels(db, paging, who)
     return ok_page(page, [channel_out(c) for c in page.items])
 
 
 @router.get("/package/")
 def list_packages(
     db: DbSession,
-    _who: Caller,
+    who: Reader,
     paging: PageQuery,
     search: str | None = None,
     exact: bool = False,
@@ -76,6 +69,7 @@ def list_packages(
     page = catalog.list_packages(
         db,
         paging,
+        who,
         search=search or None,
         exact=exact,
         distinct_on=tuple(d for d in distinct_on or () if d),

@@ -1,0 +1,72 @@
+"""``/token/``: create an API token (never wider than the caller), list and revoke one's own."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from pydantic import BaseModel, Field
+
+from envstore.api.deps import DbSession, On, Require, State
+from envstore.api.schemas import ok, ts
+from envstore.auth import Principal
+from envstore.db.models import ApiToken
+from envstore.services import tokens as svc
+
+router = APIRouter(tags=["tokens"])
+
+Anyone = Annotated[Principal, Require(None, On.PUBLIC)]
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(default="", max_length=255)
+    primary_namespace: str | None = None
+    expiration: datetime | int | None = Field(default=None, description="ISO date or Unix time")
+    exp: datetime | int | None = Field(default=None, description="what the conda-store CLI sends")
+    role_bindings: dict[str, list[str]] | None = None
+
+
+def _when(value: datetime | int | None) -> datetime | None:
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+    return value
+
+
+def token_out(row: ApiToken) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "primary_namespace": row.primary_namespace,
+        "role_bindings": row.role_bindings,
+        "created_on": ts(row.created_on),
+        "expiration": ts(row.expires_on),
+        "last_used": ts(row.last_used_on),
+    }
+
+
+@router.post("/token/")
+def create_token(
+    db: DbSession, who: Anyone, state: State, body: Annotated[TokenCreate | None, Body()] = None
+) -> dict[str, Any]:
+    """A new token; anonymous callers get one with the anonymous bindings (API.md)."""
+    body = body or TokenCreate()
+    request = svc.TokenRequest(
+        name=body.name,
+        primary_namespace=body.primary_namespace or None,
+        expiration=_when(body.expiration if body.expiration is not None else body.exp),
+        role_bindings=body.role_bindings,
+    )
+    secret, row = svc.create_token(db, state.settings, who, request)
+    return ok({"token": secret, **token_out(row)}, "keep this token: it is shown only once")
+
+
+@router.get("/token/")
+def list_tokens(db: DbSession, who: Anyone) -> dict[str, Any]:
+    return ok([token_out(row) for row in svc.list_tokens(db, who)])
+
+
+@router.delete("/token/{token_id}/")
+def revoke_token(db: DbSession, who: Anyone, token_id: int) -> dict[str, Any]:
+    svc.revoke_token(db, who, token_id)
+    return {"status": "ok", "message": f"token {token_id} revoked"}

@@ -1,0 +1,61 @@
+"""Where ``envstore login`` keeps API tokens: ``$XDG_CONFIG_HOME/envstore/token`` (default
+``~/.config/envstore/token``), a JSON object ``{server URL: token}`` readable by the owner only.
+
+Tokens are kept per server URL, so a token for one server is never sent to another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = ["forget_token", "store_token", "stored_token", "token_file"]
+
+
+def token_file() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "envstore" / "token"
+
+
+def _key(url: str) -> str:
+    return url.rstrip("/")
+
+
+def _load(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def stored_token(url: str) -> str | None:
+    return _load(token_file()).get(_key(url))
+
+
+def _save(path: Path, data: dict[str, str]) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+    temporary.chmod(0o600)
+    temporary.replace(path)
+
+
+def store_token(url: str, token: str) -> Path:
+    path = token_file()
+    data = _load(path)
+    data[_key(url)] = token
+    _save(path, data)
+    return path
+
+
+def forget_token(url: str) -> bool:
+    path = token_file()
+    data = _load(path)
+    if data.pop(_key(url), None) is None:
+        return False
+    _save(path, data)
+    return True

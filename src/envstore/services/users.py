@@ -1,0 +1,144 @@
+"""Users and groups: local accounts, accounts from a login provider, the first admin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from envstore.auth.oauth import ExternalIdentity
+from envstore.auth.passwords import (
+    MIN_PASSWORD_LENGTH,
+    hash_password,
+    needs_rehash,
+    verify_password,
+)
+from envstore.core.names import validate_name
+from envstore.db.engine import make_engine, session_scope
+from envstore.db.models import Group, User, UserGroup, utcnow
+from envstore.db.schema import ensure_schema
+from envstore.errors import Conflict, InvalidInput, NotFound
+from envstore.settings import Settings
+
+__all__ = [
+    "add_user",
+    "admin_exists",
+    "authenticate",
+    "find_user",
+    "set_password",
+    "sync_external_user",
+    "user_store",
+]
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
+
+
+def find_user(db: Session, name: str) -> User | None:
+    return db.scalar(select(User).where(User.name == name))
+
+
+def admin_exists(db: Session) -> bool:
+    query = select(User.id).where(User.is_admin.is_(True), User.disabled.is_(False))
+    return db.scalar(query.limit(1)) is not None
+
+
+def add_user(
+    db: Session, name: str, password: str, *, admin: bool = False, groups: Iterable[str] = ()
+) -> User:
+    """Create a local account (``envstore user add``)."""
+    validate_name(name, kind="user name")
+    _check_password(password)
+    if find_user(db, name) is not None:
+        raise Conflict(f"user {name!r} already exists")
+    user = User(name=name, password_hash=hash_password(password), provider="local", is_admin=admin)
+    db.add(user)
+    db.flush()
+    _set_groups(db, user, groups)
+    db.commit()
+    return user
+
+
+def set_password(db: Session, name: str, password: str) -> None:
+    """Change a local account's password (``envstore user passwd``)."""
+    _check_password(password)
+    user = find_user(db, name)
+    if user is None:
+        raise NotFound(f"user {name!r} not found")
+    user.password_hash = hash_password(password)
+    db.commit()
+
+
+def authenticate(db: Session, name: str, password: str) -> User | None:
+    """The local user with this name and password, or None (same cost either way)."""
+    user = find_user(db, name)
+    stored = user.password_hash if user is not None and not user.disabled else None
+    if not verify_password(stored, password) or user is None:
+        return None
+    if stored is not None and needs_rehash(stored):
+        user.password_hash = hash_password(password)
+    user.last_login_on = utcnow()
+    db.commit()
+    return user
+
+
+def sync_external_user(db: Session, identity: ExternalIdentity, provider: str) -> User | None:
+    """Create or update the user a provider vouched for, with the provider's groups.
+
+    A local account of the same name is not taken over: that returns None.
+    """
+    user = find_user(db, identity.username)
+    if user is None:
+        user = User(name=identity.username, provider=provider)
+        db.add(user)
+        db.flush()
+    elif user.provider != provider or user.disabled:
+        return None
+    _set_groups(db, user, identity.groups, replace=True)
+    user.last_login_on = utcnow()
+    db.commit()
+    return user
+
+
+def _usable(name: str) -> bool:
+    try:
+        validate_name(name, kind="group name")
+    except InvalidInput:
+        return False
+    return True
+
+
+def _set_groups(db: Session, user: User, names: Iterable[str], *, replace: bool = False) -> None:
+    if replace:  # from a provider: keep the groups usable as names, skip the others
+        wanted = sorted({n for n in names if _usable(n)})
+    else:
+        wanted = sorted({validate_name(n, kind="group name") for n in names})
+    if replace:
+        db.execute(delete(UserGroup).where(UserGroup.user_id == user.id))
+    existing = {g.name: g for g in db.scalars(select(Group).where(Group.name.in_(wanted)))}
+    for name in wanted:
+        group = existing.get(name)
+        if group is None:
+            group = Group(name=name)
+            db.add(group)
+            db.flush()
+        if replace or db.get(UserGroup, (user.id, group.id)) is None:
+            db.add(UserGroup(user_id=user.id, group_id=group.id))
+    db.flush()
+
+
+@contextmanager
+def user_store(settings: Settings) -> Iterator[Session]:
+    """A session on the configured database for the server-host commands (``envstore user``),
+    bringing the embedded SQLite schema up to date first, as ``serve`` would."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        ensure_schema(engine, auto_upgrade=settings.is_embedded_sqlite)
+        with session_scope(sessionmaker(engine, expire_on_commit=False)) as db:
+            yield db
+    finally:
+        engine.dispose()
