@@ -12,10 +12,36 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["ChannelCredential", "Settings", "load_settings"]
+
+
+class ChannelCredential(BaseModel):
+    """Credentials for one channel URL prefix: a bearer ``token``, or ``username``+``password``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ChannelCredential:
+        token = self.token is not None
+        basic = self.username is not None and self.password is not None
+        partial = (self.username is None) != (self.password is None)
+        if token == basic or partial:
+            raise ValueError("give either 'token' or both 'username' and 'password'")
+        return self
+
+    def as_dict(self) -> dict[str, str]:
+        """The plain values, only for handing them to the build process."""
+        if self.token is not None:
+            return {"token": self.token.get_secret_value()}
+        assert self.username is not None and self.password is not None
+        return {"username": self.username, "password": self.password.get_secret_value()}
 
 
 class Settings(BaseSettings):
@@ -36,6 +62,12 @@ class Settings(BaseSettings):
     max_build_attempts: int = Field(default=2, ge=1, le=10)
     heartbeat_interval: float = Field(default=2.0, gt=0)
     heartbeat_timeout: float = Field(default=30.0, gt=0)
+    db_retry_seconds: float = Field(
+        default=600.0, ge=0, description="how long workers retry recording a build's outcome"
+    )
+    shutdown_grace: float = Field(
+        default=20.0, ge=0, description="seconds running builds get to finish on shutdown"
+    )
     cors_origins: list[str] = Field(default_factory=list)
 
     # Input bounds (RELIABILITY.md I1-I4)
@@ -49,6 +81,90 @@ class Settings(BaseSettings):
     # PyPI backend
     pypi_index_url: str | None = None
     default_python: str = Field(default="3.11", description="Python used when a spec names none")
+
+    # Artifacts, blob storage and retention (issue 4)
+    build_artifacts: list[str] = Field(
+        default_factory=lambda: ["LOCKFILE", "YAML", "LOGS", "CONDA_PACK", "DOCKER_MANIFEST"],
+        description="artifacts each build produces (LOCKFILE, YAML, LOGS are always kept)",
+    )
+    oci_prefix: str = Field(default="/opt/env", description="where the image holds the env")
+    oci_base_layer: Path | None = Field(
+        default=None, description="a .tar or .tar.gz root filesystem put under every image"
+    )
+    blob_store: str = Field(default="local", pattern="^(local|s3)$")
+    s3_bucket: str | None = None
+    s3_prefix: str = "blobs/sha256/"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_presign_seconds: int = Field(default=300, ge=10, le=3600)
+    s3_retry_seconds: float = Field(default=120.0, ge=0)
+    gc_keep_last: int | None = Field(default=None, ge=1, description="builds kept per env")
+    gc_keep_days: float | None = Field(default=None, gt=0, description="keep builds newer")
+    gc_failed_days: float | None = Field(default=None, ge=0, description="keep failed builds")
+    gc_grace_seconds: float = Field(default=3600.0, ge=0, description="unreferenced data age")
+    gc_interval: float = Field(default=3600.0, ge=0, description="periodic GC (0: never)")
+
+    # Conda backend
+    channel_alias: str = Field(
+        default="https://conda.anaconda.org/", description="where channel names resolve"
+    )
+    channel_credentials: dict[str, ChannelCredential] = Field(
+        default_factory=dict,
+        description="channel URL prefix -> token (bearer) or username/password (basic)",
+    )
+    conda_platform: str | None = Field(default=None, description="conda subdir; default: host")
+    virtual_packages: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="__cuda/__glibc/... version (or version=build) overrides; null removes one",
+    )
+    run_link_scripts: bool = Field(default=False, description="run packages' post-link scripts")
+    solve_request_timeout: float = Field(
+        default=30.0, gt=0, description="seconds for GET /specification/ (solve only)"
+    )
+    max_concurrent_solves: int = Field(default=2, ge=1, le=64)
+
+    # Identity and access (README "Access control")
+    secret: SecretStr | None = Field(
+        default=None,
+        description="signs login cookies; default: generated once into <store>/state/secret",
+    )
+    development_mode: bool = Field(
+        default=False, description="allow a known default secret (never in production)"
+    )
+    cookie_max_age: int = Field(default=7 * 24 * 3600, ge=60, description="login lifetime, s")
+    cookie_secure: bool = Field(default=False, description="send the cookie over HTTPS only")
+    token_max_lifetime: int = Field(
+        default=365 * 24 * 3600, ge=60, description="seconds; also the default expiry of tokens"
+    )
+    local_login: bool = Field(default=True, description="accept local accounts at /login/")
+    user_role_bindings: dict[str, list[str]] = Field(
+        default_factory=lambda: {"{username}/*": ["admin"]},
+        description="what every signed-in user holds; {username} is filled in",
+    )
+    authenticated_role_bindings: dict[str, list[str]] = Field(
+        default_factory=lambda: {"default/*": ["viewer"]}
+    )
+    anonymous_role_bindings: dict[str, list[str]] = Field(default_factory=dict)
+    group_role_bindings: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict, description="group name -> {pattern: [roles]}"
+    )
+    oauth_provider: str | None = Field(
+        default=None, pattern="^(oidc|jupyterhub)$", description="external login: oidc|jupyterhub"
+    )
+    oauth_client_id: str = ""
+    oauth_client_secret: SecretStr = SecretStr("")
+    oauth_authorize_url: str = ""
+    oauth_token_url: str = ""
+    oauth_userinfo_url: str = ""
+    oauth_scopes: str = "openid profile email groups"
+    oauth_username_claim: str = "preferred_username"
+    oauth_groups_claim: str = "groups"
+    oauth_callback_url: str = Field(
+        default="", description="public URL of {prefix}/oauth_callback/ when behind a proxy"
+    )
+    jupyterhub_url: str = Field(default="", description="e.g. https://hub.example.org")
 
     @field_validator("url_prefix")
     @classmethod

@@ -88,14 +88,21 @@ def _wait_until_live(url: str, process: subprocess.Popen[bytes], log: Path) -> N
 class Cli:
     url: str
     cwd: Path
+    token: str | None = None
 
-    def __call__(self, *args: str, code: int | None = 0) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, code: int | None = 0, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``envstore ARGS``; check the exit code unless ``code`` is None."""
         env = {**os.environ, "ENVSTORE_URL": self.url, "COLUMNS": "200"}
+        env["XDG_CONFIG_HOME"] = str(self.cwd / "config")
+        if self.token is not None:
+            env["ENVSTORE_TOKEN"] = self.token
         env.pop("ENVSTORE_DEBUG", None)
         result = subprocess.run(
             [ENVSTORE, *args],
             env=env,
+            input=stdin,
             cwd=self.cwd,
             capture_output=True,
             text=True,
@@ -113,7 +120,21 @@ class Cli:
 
 @pytest.fixture(scope="module")
 def cli(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Cli:
-    return Cli(url=server.url, cwd=tmp_path_factory.mktemp("cli"))
+    """The CLI signed in as an administrator, with a token whose primary namespace is
+    ``default`` (so ``env create`` without ``-n`` lands there, as in the embedded quick start)."""
+    cli = Cli(url=server.url, cwd=tmp_path_factory.mktemp("cli"))
+    store = {"ENVSTORE_STORE_DIR": str(server.log.parent / "store")}
+    subprocess.run(
+        [ENVSTORE, "user", "add", "admin", "--admin", "--password-stdin"],
+        env={**os.environ, **store},
+        input="journey-password\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    cli("login", "--username", "admin", "--password-stdin", stdin="journey-password\n")
+    cli.token = cli("token", "create", "--namespace", "default").stdout.strip()
+    return cli
 
 
 def _submit(cli: Cli, spec: Path, *args: str, code: int = 0) -> tuple[int, str]:

@@ -10,6 +10,9 @@ from envstore.core.builds import BuildStatus
 from envstore.db.engine import session_scope
 from envstore.pipeline.contract import BuildResult, PackageInfo
 from envstore.services import worker as svc
+from envstore.services.access import principal_for_user
+from envstore.services.tokens import TokenRequest, create_token
+from envstore.services.users import add_user, find_user
 from envstore.settings import Settings
 
 LOCK = """version: 1
@@ -25,8 +28,35 @@ package:
 """
 
 
-def client_for(settings: Settings) -> TestClient:
-    return TestClient(create_app(settings, start_workers=False))
+def client_for(settings: Settings, *, user: str | None = "admin") -> TestClient:
+    """A client on a fresh app, signed in with a token of ``user`` (an administrator whose
+    token's primary namespace is ``default``), or anonymous for ``user=None``."""
+    client = TestClient(create_app(settings, start_workers=False))
+    if user is not None:
+        token = make_user(client, user, admin=True, primary_namespace="default")
+        client.headers["Authorization"] = f"Bearer {token}"
+    return client
+
+
+def make_user(
+    client: TestClient,
+    name: str,
+    *,
+    admin: bool = False,
+    groups: tuple[str, ...] = (),
+    primary_namespace: str | None = None,
+    role_bindings: dict[str, list[str]] | None = None,
+) -> str:
+    """Create ``name`` (password ``password-NAME``) if needed and return a new API token."""
+    state = client.app.state.envstore  # type: ignore[attr-defined]
+    with session_scope(state.factory) as db:
+        user = find_user(db, name) or add_user(
+            db, name, f"password-{name}", admin=admin, groups=groups
+        )
+        who = principal_for_user(db, state.settings, user)
+        request = TokenRequest("test", primary_namespace, None, role_bindings)
+        secret, _row = create_token(db, state.settings, who, request)
+    return secret
 
 
 def submit(

@@ -33,7 +33,10 @@ class ServerProcess:
         self.store = store
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "ENVSTORE_STORE_DIR": str(store), **(env or {})}
+        # These servers test workers and storage, not access control: anonymous callers are
+        # administrators unless ``env`` says otherwise (tests/acceptance closes it again).
+        open_access = {"ENVSTORE_ANONYMOUS_ROLE_BINDINGS": '{"*/*": ["admin"]}'}
+        self.env = {**os.environ, "ENVSTORE_STORE_DIR": str(store), **open_access, **(env or {})}
         self.log = store.parent / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -103,13 +106,16 @@ class ServerProcess:
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """Pids of live processes whose command line contains ``text`` (to find leftovers)."""
+    """Pids of live processes whose command line or working directory contains ``text``
+    (a build's runner works in its build's work directory)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            with contextlib.suppress(OSError):
+                cmdline += " " + os.readlink(entry / "cwd")
             state = (entry / "stat").read_text().split()[2]
         except OSError:
             continue

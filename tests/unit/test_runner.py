@@ -74,3 +74,14 @@ def test_unreadable_request_still_leaves_a_failure_file(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert BuildFailureInfo.read(tmp_path / FAILURE_FILE).reason == "internal_error"
+
+
+def test_a_submitted_lockfile_is_not_parsed_as_a_spec(tmp_path: Path) -> None:
+    """A lockfile submission's spec is ``{name, lockfile}``; the lockfile says what to build."""
+    request = _request(tmp_path, [])
+    request.spec = {"name": "copy", "lockfile": {"version": 1, "package": []}}
+    with pytest.raises(BuildFailure, match="unknown key"):
+        runner.request_spec(request)
+    request.lockfile = "version: 1\n"
+    spec = runner.request_spec(request)
+    assert (spec.name, spec.conda, spec.pip) == ("copy", (), ())

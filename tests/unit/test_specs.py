@@ -114,10 +114,10 @@ def test_I2_ten_thousand_packages_are_refused_before_parsing() -> None:
     import time
 
     text = "dependencies:\n" + "".join(f"  - pkg{i}\n" for i in range(10_000))
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(LimitExceeded, match="max_packages"):
         parse_specification(text, SpecLimits(max_bytes=10**7))
-    assert time.perf_counter() - started < 0.1
+    assert time.process_time() - started < 0.1
 
 
 def test_I3_alias_bomb_is_refused() -> None:
@@ -138,3 +138,28 @@ def test_I3_aliases_at_the_limit_are_fine() -> None:
     assert parse_specification(text, SpecLimits(max_aliases=0)).channels == ("conda-forge",)
     with pytest.raises(LimitExceeded):
         parse_specification("x: &c six\ndependencies: [*c]\n", SpecLimits(max_aliases=0))
+
+
+def test_virtual_packages_are_part_of_the_spec_and_its_hash() -> None:
+    base = "channels: [conda-forge]\ndependencies: [pytorch]\n"
+    plain = parse_specification(base)
+    cuda = parse_specification(base + 'virtual_packages: {__cuda: "12.2", __glibc: null}\n')
+    assert cuda.virtual_packages == {"__cuda": "12.2", "__glibc": None}
+    assert cuda.to_dict()["virtual_packages"] == {"__cuda": "12.2", "__glibc": None}
+    assert "virtual_packages" not in plain.to_dict()
+    assert cuda.sha256 != plain.sha256
+    assert cuda.with_name("x").virtual_packages == cuda.virtual_packages
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "virtual_packages: [__cuda]",
+        "virtual_packages: {cuda: '12'}",
+        "virtual_packages: {__cuda: '12; rm -rf /'}",
+        "virtual_packages: {__cuda: {a: 1}}",
+    ],
+)
+def test_bad_virtual_packages_are_refused(block: str) -> None:
+    with pytest.raises(InvalidSpec, match="virtual"):
+        parse_specification(f"channels: [conda-forge]\ndependencies: [pytorch]\n{block}\n")

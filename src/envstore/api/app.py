@@ -20,13 +20,28 @@ from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envstore import __version__, errors
+from envstore.api import registry
 from envstore.api.deps import AppState
 from envstore.api.middleware import BodyLimitMiddleware, QuerySlashMiddleware
-from envstore.api.routes import builds, environments, misc, namespaces, specifications
+from envstore.api.routes import artifacts as artifact_routes
+from envstore.api.routes import (
+    auth,
+    builds,
+    environments,
+    misc,
+    namespaces,
+    specifications,
+    tokens,
+)
+from envstore.auth.cookies import CookieSigner
+from envstore.auth.oauth import provider_from_settings
+from envstore.auth.secret import resolve_secret
 from envstore.db.engine import make_engine
+from envstore.jobs.gc import PeriodicCollector
 from envstore.jobs.inprocess import InProcessQueue, clean_work_dir
 from envstore.settings import Settings
-from envstore.storage import LocalBlobStore, StoreLayout
+from envstore.storage import StoreLayout
+from envstore.storage.factory import make_blob_store
 
 __all__ = ["create_app"]
 
@@ -54,18 +69,25 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     """Build the application; the database must already be at the current schema."""
     engine = make_engine(settings.resolved_database_url)
     factory = sessionmaker(engine, expire_on_commit=False)
-    blobs = LocalBlobStore(settings.blobs_dir)
+    blobs = make_blob_store(settings)
     queue = (
         InProcessQueue(settings, factory, blobs) if start_workers and settings.workers > 0 else None
     )
     state = AppState(settings, engine, factory, blobs, StoreLayout(settings.envs_dir), queue)
+    state.signer = CookieSigner(resolve_secret(settings), settings.cookie_max_age)
+    state.provider = provider_from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        collector = PeriodicCollector(settings, factory, blobs) if queue is not None else None
         if queue is not None:
             clean_work_dir(settings)
             queue.start()
+        if collector is not None:
+            collector.start()
         yield
+        if collector is not None:
+            collector.stop()
         if queue is not None:
             queue.stop()
         engine.dispose()
@@ -82,6 +104,10 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     app.state.envstore = state
     for module in (misc, environments, builds, specifications, namespaces):
         app.include_router(module.router, prefix=f"{prefix}/api/v1")
+    app.include_router(tokens.router, prefix=f"{prefix}/api/v1")
+    app.include_router(artifact_routes.router, prefix=f"{prefix}/api/v1")
+    app.include_router(registry.router)  # distribution clients always ask for /v2/ at the root
+    app.include_router(auth.router, prefix=prefix)
     _health_routes(app, state, prefix)
     _error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=2 * settings.max_spec_bytes + 64 * 1024)

@@ -22,9 +22,11 @@ from typing import Annotated
 import typer
 from typer.main import get_command
 
+from envstore.cli.auth import login_command, logout_command, token_app
 from envstore.cli.build import build_app
 from envstore.cli.client import DEFAULT_URL, ServerError
 from envstore.cli.common import Connection
+from envstore.cli.diff import artifact_command, diff_command
 from envstore.cli.env import env_app, lockfile_command
 from envstore.cli.output import print_error
 from envstore.cli.run import run_command
@@ -46,7 +48,12 @@ app = typer.Typer(
 )
 app.add_typer(env_app, name="env", no_args_is_help=True)
 app.add_typer(build_app, name="build", no_args_is_help=True)
+app.add_typer(token_app, name="token", no_args_is_help=True)
+app.command("login")(login_command)
+app.command("logout")(logout_command)
 app.command("lockfile")(lockfile_command)
+app.command("diff")(diff_command)
+app.command("artifact")(artifact_command)
 # Everything after the reference belongs to CMD, so `run ns/env python -c ...` needs no `--`.
 app.command(
     "run", context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True}

@@ -1,4 +1,4 @@
-"""Server-side commands: ``envstore serve`` and ``envstore db upgrade``.
+"""Server-side commands: ``envstore serve``, ``envstore db upgrade``, ``envstore user``.
 
 Unlike the rest of the CLI these run on the server host and import the server; they are
 imported lazily so that client commands stay light.
@@ -7,9 +7,13 @@ imported lazily so that client commands stay light.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from envstore.settings import Settings
 
 __all__ = ["register_server_commands"]
 
@@ -21,6 +25,13 @@ def register_server_commands(app: typer.Typer) -> None:
     db = typer.Typer(help="Database schema management.", no_args_is_help=True)
     db.command("upgrade", help="Bring the database schema to this version of envstore.")(db_upgrade)
     app.add_typer(db, name="db")
+    users = typer.Typer(help="Local accounts, written straight to the database.")
+    users.command("add", help="Create a user (the first admin is made this way).")(user_add)
+    users.command("passwd", help="Set a local user's password.")(user_passwd)
+    app.add_typer(users, name="user", no_args_is_help=True)
+    app.command("gc", help="Expire builds by the retention settings; sweep unreferenced data.")(
+        gc_command
+    )
 
 
 def serve(
@@ -33,6 +44,7 @@ def serve(
     import uvicorn
 
     from envstore.api.app import create_app
+    from envstore.auth.secret import resolve_secret
     from envstore.db.engine import make_engine
     from envstore.db.schema import ensure_schema
     from envstore.errors import EnvstoreError
@@ -47,6 +59,8 @@ def serve(
         engine = make_engine(settings.resolved_database_url)
         ensure_schema(engine, auto_upgrade=settings.is_embedded_sqlite)
         engine.dispose()
+        resolve_secret(settings)  # A8: refuse a weak configured secret before listening
+        first_admin_needed = not _admin_exists(settings)
     except EnvstoreError as exc:
         typer.echo(f"envstore: {exc.message}", err=True)
         raise typer.Exit(2) from None
@@ -55,6 +69,12 @@ def serve(
         raise typer.Exit(2) from None
     url = f"http://{settings.host}:{settings.port}{settings.url_prefix}/"
     typer.echo(f"envstore {settings.store_dir} serving at {url} ({settings.workers} build workers)")
+    if first_admin_needed:
+        typer.echo(
+            "no administrator exists yet: create one on this host with\n"
+            "  envstore user add NAME --admin --password-stdin\n"
+            f"then sign in with: envstore --url {url} login --username NAME"
+        )
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -76,3 +96,65 @@ def db_upgrade() -> None:
         typer.echo(f"envstore: database upgrade failed: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"database at revision {current_revision(engine)}")
+
+
+def gc_command(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="report what would be freed, delete nothing")
+    ] = False,
+) -> None:
+    import json
+
+    from envstore.jobs.gc import run_gc_once
+    from envstore.settings import load_settings
+
+    report = run_gc_once(load_settings(), dry_run=dry_run)
+    typer.echo(report.summary())
+    typer.echo(json.dumps(report.to_dict()))
+
+
+def _admin_exists(settings: Settings) -> bool:
+    from envstore.services.users import admin_exists, user_store
+
+    with user_store(settings) as db:
+        return admin_exists(db)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+def user_add(
+    name: Annotated[str, typer.Argument(help="user name (also their namespace)")],
+    admin: Annotated[bool, typer.Option("--admin", help="administrator: admin on */*")] = False,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", help="a group to join (repeat)")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    from envstore.services.users import add_user, user_store
+    from envstore.settings import load_settings
+
+    password = _read_password(password_stdin)
+    with user_store(load_settings()) as db:
+        add_user(db, name, password, admin=admin, groups=group or ())
+    typer.echo(f"user {name} created{' (administrator)' if admin else ''}")
+
+
+def user_passwd(
+    name: Annotated[str, typer.Argument(help="user name")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    from envstore.services.users import set_password, user_store
+    from envstore.settings import load_settings
+
+    password = _read_password(password_stdin)
+    with user_store(load_settings()) as db:
+        set_password(db, name, password)
+    typer.echo(f"password of {name} changed")

@@ -25,8 +25,8 @@ from envstore.errors import Unavailable
 from envstore.jobs.executor import BuildExecutor
 from envstore.services import worker as svc
 from envstore.settings import Settings
+from envstore.storage.blobstore import BlobStore
 from envstore.storage.layout import StoreLayout
-from envstore.storage.local import BlobStore
 
 __all__ = ["InProcessQueue", "Queue"]
 
@@ -40,7 +40,7 @@ class Queue(Protocol):
 
     def start(self) -> None: ...
 
-    def stop(self, timeout: float = 10.0) -> None: ...
+    def stop(self, timeout: float | None = None) -> None: ...
 
 
 class InProcessQueue:
@@ -73,12 +73,17 @@ class InProcessQueue:
         reaper.start()
         self._threads.append(reaper)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking builds; running ones get ``shutdown_grace`` seconds to finish, then are
+        killed and queued again for the next start."""
+        grace = self.settings.shutdown_grace if timeout is None else timeout
         self._stopping.set()
+        self.executor.stop(grace)
         with self._wake:
             self._wake.notify_all()
         for thread in self._threads:
-            thread.join(timeout=timeout)
+            thread.join(timeout=grace + 15)
+        self.executor.close_spares()
 
     def _work(self, worker_id: str) -> None:
         while not self._stopping.is_set():

@@ -49,9 +49,20 @@ class BuildRequest:
     platform: str | None = None  # conda subdir, default: the host's
     solve_timeout: float = 600.0
     channel_alias: str = "https://conda.anaconda.org/"
+    # channel URL prefix -> {"token"} or {"username", "password"}; secret: never log a request
+    channel_credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    virtual_packages: dict[str, str | None] = field(default_factory=dict)  # server-wide overrides
+    run_link_scripts: bool = False
+    # Artifact files the build process writes after lock (issue 4): CONDA_PACK, DOCKER_MANIFEST
+    artifacts: list[str] = field(default_factory=list)
+    oci_prefix: str = "/opt/env"
+    oci_base_layer: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
+        # Owner-only: the request may carry channel credentials.
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
         path.write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
@@ -84,6 +95,8 @@ class BuildResult:
     packages: list[PackageInfo]
     size: int  # bytes on disk of the prefix
     python_version: str | None = None
+    # Files under work_dir/artifacts: artifact_type, role, path, sha256, size, media_type
+    artifact_files: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))

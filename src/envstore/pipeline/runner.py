@@ -81,6 +81,9 @@ def build_pypi(request: BuildRequest, log: Log) -> BuildResult:
 
 def request_spec(request: BuildRequest) -> EnvironmentSpec:
     """The request's spec, validated again: the child trusts nothing it did not parse."""
+    if request.lockfile is not None and "lockfile" in request.spec:
+        # A submitted lockfile's spec is {name, lockfile}: the lockfile says what to install.
+        return EnvironmentSpec(name=request.spec.get("name"))
     try:
         return parse_specification(yaml.safe_dump(request.spec))
     except InvalidSpec as exc:
@@ -179,9 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 success, 1 failure, 2 bad usage)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m envstore.pipeline.runner REQUEST_JSON", file=sys.stderr)
+        print("usage: python -m envstore.pipeline.runner REQUEST_JSON|-", file=sys.stderr)
         return 2
-    request_path = Path(args[0])
+    # "-": a spare runner, started before its build was known, reads the request path from
+    # stdin; its interpreter start-up and imports are then already paid for.
+    request_path = Path(sys.stdin.readline().strip() if args[0] == "-" else args[0])
+    if request_path == Path():
+        return 2  # the spare was not needed (the worker is stopping)
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="replace", line_buffering=True)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -192,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         log_line(info.message)
         _write(info, request_path.parent)
         return 1
+    os.chdir(request.work_dir)  # also how tools find this build's runner: /proc/PID/cwd
     log_line(f"build {request.build_id} ({request.kind}) → {request.prefix}")
     start = time.monotonic()
     outcome = run(request, log_line)

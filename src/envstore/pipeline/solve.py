@@ -8,6 +8,7 @@ The outcome, :class:`SolvedEnvironment`, is all that the install and lock stages
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
@@ -45,7 +46,9 @@ def solve_pypi(request: BuildRequest, spec: EnvironmentSpec, log: pypi.Log) -> S
     index_url = request.pypi_index_url or pypi.DEFAULT_INDEX_URL
     if request.lockfile is not None:
         return _from_lockfile(request, spec, platform, index_url, log)
-    python, version = pypi.find_interpreter(spec.python or request.default_python, log=log)
+    python, version = pypi.find_interpreter(
+        spec.python or request.default_python, log=log, cache_file=interpreter_cache(request)
+    )
     packages: list[LockedPackage] = []
     if spec.pip:
         packages = pypi.resolve(
@@ -59,9 +62,15 @@ def solve_pypi(request: BuildRequest, spec: EnvironmentSpec, log: pypi.Log) -> S
             log=log,
             timeout=request.solve_timeout,
             work_dir=request.work_dir,
+            python_version=version,
         )
     log(f"solved {len(packages)} package(s) for Python {version} on {platform}")
     return SolvedEnvironment(platform, python, version, tuple(packages), index_url)
+
+
+def interpreter_cache(request: BuildRequest) -> Path:
+    """Where interpreter discovery answers are kept, beside the shared uv cache."""
+    return Path(request.uv_cache_dir).parent / "interpreters.json"
 
 
 def _from_lockfile(
@@ -90,7 +99,9 @@ def _from_lockfile(
             f"the lockfile is for {lock.platform}; this build host is {platform}",
         )
     request_python = lock.python_version or spec.python or request.default_python
-    python, version = pypi.find_interpreter(request_python, log=log)
+    python, version = pypi.find_interpreter(
+        request_python, log=log, cache_file=interpreter_cache(request)
+    )
     requested = spec.requested_names
     packages = tuple(
         replace(p, requested=canonicalize_name(p.name) in requested) for p in lock.packages

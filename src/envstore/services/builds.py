@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from envstore.auth import Principal
 from envstore.core.builds import TERMINAL, BuildStatus
+from envstore.core.permissions import Permission
 from envstore.db.models import (
     Build,
     BuildArtifact,
@@ -21,6 +23,7 @@ from envstore.db.models import (
     utcnow,
 )
 from envstore.errors import Conflict, InvalidInput
+from envstore.services.access import visible
 from envstore.services.common import Page, Paging, get_build, paginate
 
 __all__ = [
@@ -63,12 +66,16 @@ def load_build(db: Session, build_id: int) -> Build:
     return build
 
 
-def list_builds(db: Session, filters: BuildFilters, paging: Paging) -> Page[Build]:
+def list_builds(db: Session, filters: BuildFilters, paging: Paging, who: Principal) -> Page[Build]:
+    """The builds ``who`` may read, filtered in SQL."""
     query = (
         select(Build)
         .join(Environment, Build.environment_id == Environment.id)
         .join(Namespace, Environment.namespace_id == Namespace.id)
-        .where(Build.deleted_on.is_(None))
+        .where(
+            Build.deleted_on.is_(None),
+            visible(db, who, Permission.ENV_READ, Namespace.name, Environment.name),
+        )
     )
     if filters.status:
         try:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from envstore.auth import Principal
 from envstore.core.builds import BuildStatus
+from envstore.core.permissions import Permission
 from envstore.core.refs import EnvRef
 from envstore.db.models import (
     Build,
@@ -27,6 +28,7 @@ from envstore.db.models import (
     utcnow,
 )
 from envstore.errors import Conflict, InvalidInput, NotFound
+from envstore.services.access import visible
 from envstore.services.builds import load_build
 from envstore.services.common import Page, Paging, get_environment, paginate
 from envstore.storage.layout import StoreLayout
@@ -62,12 +64,19 @@ def load_environment(db: Session, namespace: str, name: str) -> Environment:
     return env
 
 
-def list_environments(db: Session, filters: EnvFilters, paging: Paging) -> Page[Environment]:
+def list_environments(
+    db: Session, filters: EnvFilters, paging: Paging, who: Principal
+) -> Page[Environment]:
+    """The environments ``who`` may read, filtered in SQL."""
     query = (
         select(Environment)
         .join(Namespace, Environment.namespace_id == Namespace.id)
         .outerjoin(Build, Build.id == Environment.current_build_id)
-        .where(Environment.deleted_on.is_(None), Namespace.deleted_on.is_(None))
+        .where(
+            Environment.deleted_on.is_(None),
+            Namespace.deleted_on.is_(None),
+            visible(db, who, Permission.ENV_READ, Namespace.name, Environment.name),
+        )
     )
     if filters.search:
         like = f"%{filters.search}%"

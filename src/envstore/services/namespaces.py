@@ -7,17 +7,19 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from envstore.auth import Principal
 from envstore.core.builds import BuildStatus
 from envstore.core.names import validate_name
 from envstore.db.models import Build, Environment, Namespace, utcnow
 from envstore.errors import Conflict
+from envstore.services.access import visible_namespaces
 from envstore.services.common import Page, Paging, get_namespace, paginate
 
 __all__ = ["create_namespace", "delete_namespace", "list_namespaces", "update_namespace", "usage"]
 
 
-def list_namespaces(db: Session, paging: Paging) -> Page[Namespace]:
-    query = select(Namespace).where(Namespace.deleted_on.is_(None))
+def list_namespaces(db: Session, paging: Paging, who: Principal) -> Page[Namespace]:
+    query = select(Namespace).where(Namespace.deleted_on.is_(None), visible_namespaces(db, who))
     return paginate(db, query, paging, {"name": Namespace.name, "id": Namespace.id}, Namespace.id)
 
 
@@ -68,8 +70,9 @@ def delete_namespace(db: Session, name: str) -> None:
     db.commit()
 
 
-def usage(db: Session) -> list[dict[str, Any]]:
-    """Per namespace: live environments, builds and bytes of completed builds (2 queries)."""
+def usage(db: Session, who: Principal) -> list[dict[str, Any]]:
+    """Per visible namespace: live environments, builds and bytes of builds (2 queries)."""
+    seen = visible_namespaces(db, who)
     envs = dict(
         db.execute(
             select(Namespace.name, func.count(Environment.id))
@@ -77,7 +80,7 @@ def usage(db: Session) -> list[dict[str, Any]]:
                 Environment,
                 (Environment.namespace_id == Namespace.id) & Environment.deleted_on.is_(None),
             )
-            .where(Namespace.deleted_on.is_(None))
+            .where(Namespace.deleted_on.is_(None), seen)
             .group_by(Namespace.name)
         )
         .tuples()
@@ -89,7 +92,7 @@ def usage(db: Session) -> list[dict[str, Any]]:
             select(Namespace.name, func.count(Build.id), func.coalesce(func.sum(Build.size), 0))
             .join(Environment, Environment.namespace_id == Namespace.id)
             .join(Build, Build.environment_id == Environment.id)
-            .where(Build.deleted_on.is_(None))
+            .where(Build.deleted_on.is_(None), seen)
             .group_by(Namespace.name)
         ).tuples()
     }

@@ -22,6 +22,7 @@ from envstore.auth import Principal
 from envstore.core.builds import BuildStatus, build_key
 from envstore.core.lockfile import Lockfile
 from envstore.core.names import validate_name
+from envstore.core.permissions import Permission
 from envstore.core.specs import SpecLimits, parse_specification
 from envstore.db.models import Build, Environment, Namespace, Specification, utcnow
 from envstore.errors import InvalidSpec, PayloadTooLarge
@@ -60,6 +61,9 @@ def submit(db: Session, who: Principal, sub: Submission, limits: SpecLimits) -> 
     parsed = _parse(sub, limits)
     name = validate_name(sub.environment_name or parsed.name or "", kind="environment name")
     ns_name = validate_name(sub.namespace or who.primary_namespace, kind="namespace")
+    who.require(Permission.ENV_CREATE, ns_name, name)
+    if not _namespace_exists(db, ns_name):
+        who.require(Permission.NAMESPACE_CREATE, ns_name)
     with _SUBMIT_LOCK:
         for attempt in range(3):
             try:
@@ -71,6 +75,13 @@ def submit(db: Session, who: Principal, sub: Submission, limits: SpecLimits) -> 
                 if attempt == 2:
                     raise
     raise AssertionError("unreachable")
+
+
+def _namespace_exists(db: Session, name: str) -> bool:
+    found = db.scalar(
+        select(Namespace.id).where(Namespace.name == name, Namespace.deleted_on.is_(None))
+    )
+    return found is not None
 
 
 def rebuild(db: Session, build_id: int) -> Build:

@@ -7,11 +7,13 @@ current build in one transaction; the symlink follows the database, never leads 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from envstore.core.builds import BuildStatus
@@ -29,7 +31,7 @@ from envstore.db.models import (
     utcnow,
 )
 from envstore.pipeline.contract import BuildResult, PackageInfo
-from envstore.storage.local import BlobStore
+from envstore.storage.blobstore import BlobStore
 
 __all__ = [
     "ClaimedBuild",
@@ -41,8 +43,11 @@ __all__ = [
     "heartbeat",
     "next_queued",
     "publish",
+    "requeue_interrupted",
     "requeue_or_fail",
 ]
+
+R = TypeVar("R")
 
 TRUNCATION_MARKER = (
     "\n[envstore] log truncated: the build log reached its size limit (max_log_bytes)\n"
@@ -148,7 +153,12 @@ def append_log(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
 
 
 def publish(
-    db: Session, blobs: BlobStore, claimed: ClaimedBuild, result: BuildResult, prefix_key: str
+    db: Session,
+    blobs: BlobStore,
+    claimed: ClaimedBuild,
+    result: BuildResult,
+    prefix_key: str,
+    stored: Sequence[tuple[str, str, int]] = (),
 ) -> tuple[bool, bool]:
     """Record a successful build and make it current when it is the newest.
 
@@ -165,6 +175,8 @@ def publish(
         ("YAML", yaml_digest, len(result.pinned_yaml.encode()), yaml_digest),
         ("LOGS", f"log:{claimed.id}", 0, None),
         ("DIRECTORY", prefix_key, result.size, None),
+        # artifact files uploaded and verified beforehand (archive, image manifest)
+        *((kind, digest, size, digest) for kind, digest, size in stored),
     ):
         db.add(
             BuildArtifact(
@@ -191,48 +203,65 @@ def publish(
         )
         env.current_build_id = build.id
     db.commit()
+    # A garbage collection racing this publish may have swept the blobs between their upload
+    # and the commit that links them; storing again is idempotent and closes that window (D6).
+    blobs.put_bytes(result.lockfile.encode())
+    blobs.put_bytes(result.pinned_yaml.encode())
     return True, switched and env.deleted_on is None
 
 
 def _record_packages(db: Session, build_id: int, packages: list[PackageInfo]) -> None:
-    channels: dict[str, Channel] = {
-        c.name: c
-        for c in db.scalars(select(Channel).where(Channel.name.in_({p.channel for p in packages})))
-    }
+    """Link the build to its package rows, creating channel and package rows that are new.
+
+    Two workers may publish builds with the same packages at once: each insert runs in a
+    savepoint, and losing the race to the unique constraint means reading the winner's row.
+    """
     now = utcnow()
+    channels: dict[str, Channel] = {}
     for info in packages:
         channel = channels.get(info.channel)
         if channel is None:
-            channel = channels[info.channel] = Channel(name=info.channel, last_update=now)
-            db.add(channel)
-            db.flush()
-        package = db.scalar(
-            select(Package).where(
-                Package.channel_id == channel.id,
-                Package.manager == info.manager,
-                Package.name == info.name,
-                Package.version == info.version,
-                Package.build == info.build,
-                Package.sha256 == info.sha256,
-            )
+            new_channel = Channel(name=info.channel, last_update=now)
+            lookup_channel = select(Channel).where(Channel.name == info.channel)
+            channel = channels[info.channel] = _get_or_create(db, lookup_channel, new_channel)
+        lookup = select(Package).where(
+            Package.channel_id == channel.id,
+            Package.manager == info.manager,
+            Package.name == info.name,
+            Package.version == info.version,
+            Package.build == info.build,
+            Package.sha256 == info.sha256,
         )
-        if package is None:
-            package = Package(
-                channel_id=channel.id,
-                manager=info.manager,
-                name=info.name,
-                version=info.version,
-                build=info.build,
-                sha256=info.sha256,
-                md5=info.md5,
-                url=info.url,
-                license=info.license,
-                summary=info.summary,
-                size=info.size,
-            )
-            db.add(package)
-            db.flush()
+        new = Package(
+            channel_id=channel.id,
+            manager=info.manager,
+            name=info.name,
+            version=info.version,
+            build=info.build,
+            sha256=info.sha256,
+            md5=info.md5,
+            url=info.url,
+            license=info.license,
+            summary=info.summary,
+            size=info.size,
+        )
+        package = _get_or_create(db, lookup, new)
         db.add(BuildPackage(build_id=build_id, package_id=package.id, requested=info.requested))
+
+
+def _get_or_create(db: Session, lookup: Select[tuple[R]], new: R) -> R:
+    """The row ``lookup`` finds, else ``new`` inserted (or the row a concurrent insert won with)."""
+    found = db.scalar(lookup)
+    if found is not None:
+        return found
+    try:
+        with db.begin_nested():
+            db.add(new)
+        return new
+    except IntegrityError:
+        found = db.scalar(lookup)
+        assert found is not None
+        return found
 
 
 def finish_failed(db: Session, build_id: int, status: BuildStatus, info: str) -> None:
@@ -257,6 +286,21 @@ def requeue_or_fail(db: Session, build_id: int, reason: str, max_attempts: int) 
         return BuildStatus.QUEUED
     finish_failed(db, build_id, BuildStatus.FAILED, f"{reason} (after {attempt} attempts)")
     return BuildStatus.FAILED
+
+
+def requeue_interrupted(db: Session, build_id: int) -> None:
+    """Queue again a build interrupted by a shutdown; the interrupted attempt does not count."""
+    db.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.status == BuildStatus.BUILDING)
+        .values(
+            status=BuildStatus.QUEUED,
+            worker_id=None,
+            attempt=Build.attempt - 1,
+            status_info="requeued: interrupted by a server shutdown",
+        )
+    )
+    db.commit()
 
 
 def building_builds(db: Session) -> list[tuple[int, str, str, str | None, datetime | None]]:

@@ -7,19 +7,23 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from envstore.api.deps import Caller, DbSession, PageQuery, State
+from envstore.api.deps import DbSession, On, PageQuery, Require, State
 from envstore.api.schemas import build_out, ok, ok_page, package_out
+from envstore.auth import Principal
+from envstore.core.permissions import Permission
 from envstore.services import builds as svc
 from envstore.services.artifacts import artifact_bytes
 from envstore.services.submit import rebuild
 
 router = APIRouter(tags=["builds"])
 
+Reader = Annotated[Principal, Require(Permission.ENV_READ, On.BUILD)]
+
 
 @router.get("/build/")
 def list_builds(
     db: DbSession,
-    _who: Caller,
+    who: Annotated[Principal, Require(Permission.ENV_READ, On.LIST)],
     state: State,
     paging: PageQuery,
     status: str | None = None,
@@ -37,17 +41,22 @@ def list_builds(
         tuple(p for p in packages or () if p),
         artifact or None,
     )
-    page = svc.list_builds(db, filters, paging)
+    page = svc.list_builds(db, filters, paging, who)
     return ok_page(page, [build_out(b, state.layout) for b in page.items])
 
 
 @router.get("/build/{build_id}/")
-def get_build(db: DbSession, _who: Caller, state: State, build_id: int) -> dict[str, Any]:
+def get_build(db: DbSession, _who: Reader, state: State, build_id: int) -> dict[str, Any]:
     return ok(build_out(svc.load_build(db, build_id), state.layout))
 
 
 @router.put("/build/{build_id}/")
-def rebuild_build(db: DbSession, _who: Caller, state: State, build_id: int) -> dict[str, Any]:
+def rebuild_build(
+    db: DbSession,
+    _who: Annotated[Principal, Require(Permission.ENV_UPDATE, On.BUILD)],
+    state: State,
+    build_id: int,
+) -> dict[str, Any]:
     build = rebuild(db, build_id)
     if state.queue is not None:
         state.queue.notify(build.id)
@@ -55,7 +64,12 @@ def rebuild_build(db: DbSession, _who: Caller, state: State, build_id: int) -> d
 
 
 @router.put("/build/{build_id}/cancel/")
-def cancel_build(db: DbSession, _who: Caller, state: State, build_id: int) -> dict[str, Any]:
+def cancel_build(
+    db: DbSession,
+    _who: Annotated[Principal, Require(Permission.BUILD_CANCEL, On.BUILD)],
+    state: State,
+    build_id: int,
+) -> dict[str, Any]:
     build = svc.cancel_build(db, build_id)
     if state.queue is not None:
         state.queue.notify(build.id)
@@ -68,7 +82,11 @@ def cancel_build(db: DbSession, _who: Caller, state: State, build_id: int) -> di
 
 
 @router.delete("/build/{build_id}/")
-def delete_build(db: DbSession, _who: Caller, build_id: int) -> dict[str, Any]:
+def delete_build(
+    db: DbSession,
+    _who: Annotated[Principal, Require(Permission.BUILD_DELETE, On.BUILD)],
+    build_id: int,
+) -> dict[str, Any]:
     svc.delete_build(db, build_id)
     return {"status": "ok", "message": f"build {build_id} deleted"}
 
@@ -76,7 +94,7 @@ def delete_build(db: DbSession, _who: Caller, build_id: int) -> dict[str, Any]:
 @router.get("/build/{build_id}/packages/")
 def build_packages(
     db: DbSession,
-    _who: Caller,
+    _who: Reader,
     paging: PageQuery,
     build_id: int,
     search: str | None = None,
@@ -91,7 +109,7 @@ def build_packages(
 
 @router.get("/build/{build_id}/logs/", response_class=PlainTextResponse)
 def build_logs(
-    db: DbSession, _who: Caller, build_id: int, offset: Annotated[int, Query(ge=0)] = 0
+    db: DbSession, _who: Reader, build_id: int, offset: Annotated[int, Query(ge=0)] = 0
 ) -> PlainTextResponse:
     """The build log from byte ``offset``; ``X-Envstore-Log-Offset`` says where to go on from."""
     text, next_offset = svc.read_log(db, build_id, offset)
@@ -101,14 +119,14 @@ def build_logs(
 @router.get("/build/{build_id}/lockfile/", response_class=PlainTextResponse)
 @router.get("/build/{build_id}/conda-lock.yaml", response_class=PlainTextResponse)
 @router.get("/build/{build_id}/conda-lock.yml", response_class=PlainTextResponse)
-def build_lockfile(db: DbSession, _who: Caller, state: State, build_id: int) -> PlainTextResponse:
+def build_lockfile(db: DbSession, _who: Reader, state: State, build_id: int) -> PlainTextResponse:
     return PlainTextResponse(
         artifact_bytes(db, state.blobs, build_id, "LOCKFILE"), media_type="text/yaml"
     )
 
 
 @router.get("/build/{build_id}/yaml/", response_class=PlainTextResponse)
-def build_yaml(db: DbSession, _who: Caller, state: State, build_id: int) -> PlainTextResponse:
+def build_yaml(db: DbSession, _who: Reader, state: State, build_id: int) -> PlainTextResponse:
     data = artifact_bytes(db, state.blobs, build_id, "YAML")
     return PlainTextResponse(
         data,

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from envstore.api.deps import Caller, DbSession, PageQuery, State
+from envstore.api.deps import DbSession, On, PageQuery, Require, State
 from envstore.api.schemas import EnvironmentUpdate, build_out, environment_out, ok, ok_page
+from envstore.auth import Principal
+from envstore.core.permissions import Permission
 from envstore.core.refs import parse_ref
 from envstore.errors import InvalidInput
 from envstore.services import environments as svc
@@ -16,11 +18,13 @@ from envstore.services.artifacts import lockfile_text
 
 router = APIRouter(tags=["environments"])
 
+Reader = Annotated[Principal, Require(Permission.ENV_READ, On.ENVIRONMENT)]
+
 
 @router.get("/environment/")
 def list_environments(
     db: DbSession,
-    _who: Caller,
+    who: Annotated[Principal, Require(Permission.ENV_READ, On.LIST)],
     paging: PageQuery,
     search: str | None = None,
     namespace: str | None = None,
@@ -37,18 +41,23 @@ def list_environments(
         tuple(p for p in packages or () if p),
         artifact or None,
     )
-    page = svc.list_environments(db, filters, paging)
+    page = svc.list_environments(db, filters, paging, who)
     return ok_page(page, [environment_out(env) for env in page.items])
 
 
 @router.get("/environment/{namespace}/{name}/")
-def get_environment(db: DbSession, _who: Caller, namespace: str, name: str) -> dict[str, Any]:
+def get_environment(db: DbSession, _who: Reader, namespace: str, name: str) -> dict[str, Any]:
     return ok(environment_out(svc.load_environment(db, namespace, name)))
 
 
 @router.put("/environment/{namespace}/{name}/")
 def update_environment(
-    db: DbSession, who: Caller, state: State, namespace: str, name: str, body: EnvironmentUpdate
+    db: DbSession,
+    who: Annotated[Principal, Require(Permission.ENV_UPDATE, On.ENVIRONMENT)],
+    state: State,
+    namespace: str,
+    name: str,
+    body: EnvironmentUpdate,
 ) -> dict[str, Any]:
     if body.build_id is None and body.description is None:
         raise InvalidInput("give 'build_id' (to switch the current build) or 'description'")
@@ -66,7 +75,11 @@ def update_environment(
 
 @router.delete("/environment/{namespace}/{name}/")
 def delete_environment(
-    db: DbSession, who: Caller, state: State, namespace: str, name: str
+    db: DbSession,
+    who: Annotated[Principal, Require(Permission.ENV_DELETE, On.ENVIRONMENT)],
+    state: State,
+    namespace: str,
+    name: str,
 ) -> dict[str, Any]:
     svc.delete_environment(db, state.layout, who, namespace, name)
     return {"status": "ok", "message": f"environment {namespace}/{name} deleted"}
@@ -76,7 +89,7 @@ def delete_environment(
 @router.get("/environment/{namespace}/{name}/conda-lock.yml", response_class=PlainTextResponse)
 @router.get("/environment/{namespace}/{name}/conda-lock.yaml", response_class=PlainTextResponse)
 def environment_lockfile(
-    db: DbSession, _who: Caller, state: State, namespace: str, name: str
+    db: DbSession, _who: Reader, state: State, namespace: str, name: str
 ) -> PlainTextResponse:
     build = svc.resolve_ref(db, parse_ref(f"{namespace}/{name}"))
     return PlainTextResponse(lockfile_text(db, state.blobs, build.id), media_type="text/yaml")
@@ -84,7 +97,7 @@ def environment_lockfile(
 
 @router.get("/resolve/{namespace}/{name}/")
 def resolve(
-    db: DbSession, _who: Caller, state: State, namespace: str, name: str, ref: str = ""
+    db: DbSession, _who: Reader, state: State, namespace: str, name: str, ref: str = ""
 ) -> dict[str, Any]:
     """The build named by ``ref``: a build id, a build key, a date or nothing (the current one)."""
     target = f"{namespace}/{name}@{ref}" if ref else f"{namespace}/{name}"

@@ -1,23 +1,55 @@
-"""``POST /specification/``: submit a spec (parsed and validated here, built by a worker)."""
+"""``POST /specification/``: submit a spec (parsed and validated here, built by a worker).
+
+``GET /specification/``: solve only, no build (in a bounded child process, see
+:mod:`envstore.services.solve`); answered without the envelope, as conda-store does.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from envstore.api.deps import Caller, DbSession, State
+from envstore.api.deps import AuthorizedBody, DbSession, On, Require, State
 from envstore.api.schemas import SpecificationCreate, ok
+from envstore.auth import Principal
+from envstore.core.permissions import Permission
+from envstore.errors import Forbidden
+from envstore.services.solve import SolveQuery, solve_specification
 from envstore.services.submit import Submission, submit
 
 router = APIRouter(tags=["specifications"])
 
 
-@router.post("/specification/")
+# The body is read by AuthorizedBody (after the permission check), so OpenAPI is told here.
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": SpecificationCreate.model_json_schema()}},
+    }
+}
+
+
+@router.post("/specification/", openapi_extra=_BODY_DOC)
 def create_specification(
-    db: DbSession, who: Caller, state: State, body: SpecificationCreate
+    db: DbSession,
+    who: Annotated[Principal, Require(Permission.ENV_CREATE, On.ANY)],
+    state: State,
+    body: Annotated[
+        SpecificationCreate, AuthorizedBody(SpecificationCreate, Permission.ENV_CREATE, On.ANY)
+    ],
 ) -> dict[str, Any]:
+    """Submit a spec (I5: authorised before the body is read, and before the spec is parsed).
+
+    The target namespace is inside the body, so the check is in three steps: the caller must
+    hold ``environment:create`` on some pattern before the body is read at all (most refusals
+    stop here, before one byte of the body is decoded); then on some environment of the named
+    namespace, before the spec text is parsed; then, in the service, on the exact
+    ``namespace/name`` once the name is known (it may come from the spec itself).
+    """
+    if not who.can_in_namespace(Permission.ENV_CREATE, body.namespace or who.primary_namespace):
+        raise Forbidden()
     as_of = body.as_of
     if as_of is not None and as_of.tzinfo is not None:
         as_of = as_of.astimezone(UTC).replace(tzinfo=None)
@@ -33,3 +65,21 @@ def create_specification(
     if state.queue is not None:
         state.queue.notify(build.id)
     return ok({"build_id": build.id}, f"build {build.id} is {build.status}")
+
+
+@router.get("/specification/")
+def solve_only(
+    db: DbSession,
+    who: Annotated[Principal, Require(Permission.ENV_CREATE, On.ANY)],
+    state: State,
+    channel: Annotated[list[str] | None, Query()] = None,
+    channels: Annotated[list[str] | None, Query()] = None,  # what the conda-store CLI sends
+    conda: Annotated[list[str] | None, Query()] = None,
+    pip: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:
+    query = SolveQuery(
+        channels=[c for c in [*(channel or []), *(channels or [])] if c],
+        conda=[c for c in conda or [] if c],
+        pip=[p for p in pip or [] if p],
+    )
+    return {"solve": solve_specification(db, state.settings, query, state.limits)}

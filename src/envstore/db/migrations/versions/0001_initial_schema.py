@@ -16,9 +16,9 @@ branch_labels = None
 depends_on = None
 
 
-def _current_build_fk(*, inline: bool) -> list[sa.ForeignKeyConstraint]:
-    is_sqlite = op.get_bind().dialect.name == "sqlite"
-    if inline != is_sqlite:
+def _current_build_fk() -> list[sa.ForeignKeyConstraint]:
+    """Inline on SQLite only: elsewhere it is created once the build table exists."""
+    if op.get_bind().dialect.name != "sqlite":
         return []
     return [
         sa.ForeignKeyConstraint(
@@ -82,7 +82,7 @@ def upgrade() -> None:
         sa.Column("deleted_on", sa.DateTime(), nullable=True),
         # environment and build reference each other: SQLite accepts the forward reference
         # inline; elsewhere the constraint is added once the build table exists (below).
-        *_current_build_fk(inline=True),
+        *_current_build_fk(),
         sa.ForeignKeyConstraint(["namespace_id"], ["namespace.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("namespace_id", "name"),
@@ -140,9 +140,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("build_key"),
     )
-    for constraint in _current_build_fk(inline=False):
+    if op.get_bind().dialect.name != "sqlite":
         op.create_foreign_key(
-            constraint.name,
+            "fk_environment_current_build",
             "environment",
             "build",
             ["current_build_id"],
