@@ -12,7 +12,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from envstore.backends import pypi
+from envstore.backends import interpreters, pypi
 from envstore.core.lockfile import LockedPackage, Lockfile
 from envstore.core.specs import EnvironmentSpec
 from envstore.errors import BuildFailure, InvalidSpec
@@ -46,7 +46,7 @@ def solve_pypi(request: BuildRequest, spec: EnvironmentSpec, log: pypi.Log) -> S
     index_url = request.pypi_index_url or pypi.DEFAULT_INDEX_URL
     if request.lockfile is not None:
         return _from_lockfile(request, spec, platform, index_url, log)
-    python, version = pypi.find_interpreter(
+    python, version = interpreters.find_interpreter(
         spec.python or request.default_python, log=log, cache_file=interpreter_cache(request)
     )
     packages: list[LockedPackage] = []
@@ -99,7 +99,7 @@ def _from_lockfile(
             f"the lockfile is for {lock.platform}; this build host is {platform}",
         )
     request_python = lock.python_version or spec.python or request.default_python
-    python, version = pypi.find_interpreter(
+    python, version = interpreters.find_interpreter(
         request_python, log=log, cache_file=interpreter_cache(request)
     )
     requested = spec.requested_names
