@@ -10,123 +10,41 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
+from tests.acceptance.conftest import Cli
+from tests.support.server import ENVSTORE, ServerProcess, free_port
+
 pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(900)]
 
-ENVSTORE = str(Path(sys.executable).parent / "envstore")
 VERSION_PROBE = "import six, iniconfig; print(six.__version__)"
-SERVER_START_TIMEOUT = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    log: Path
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``envstore serve`` on a free port with a fresh store; stopped (and its log kept) after."""
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``envstore serve`` with access control as shipped: nobody may do anything anonymously."""
     root = tmp_path_factory.mktemp("envstore-server")
-    port = _free_port()
-    log = root / "server.log"
-    env = {**os.environ, "ENVSTORE_STORE_DIR": str(root / "store")}
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [ENVSTORE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            cwd=root,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    process = ServerProcess(root / "store", env={"ENVSTORE_ANONYMOUS_ROLE_BINDINGS": "{}"}).start()
     try:
-        _wait_until_live(url, process, log)
-        yield Server(url=url, log=log)
+        yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_live(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"envstore serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/livez", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"envstore serve did not answer /livez in {SERVER_START_TIMEOUT}s")
-
-
-@dataclass
-class Cli:
-    url: str
-    cwd: Path
-    token: str | None = None
-
-    def __call__(
-        self, *args: str, code: int | None = 0, stdin: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``envstore ARGS``; check the exit code unless ``code`` is None."""
-        env = {**os.environ, "ENVSTORE_URL": self.url, "COLUMNS": "200"}
-        env["XDG_CONFIG_HOME"] = str(self.cwd / "config")
-        if self.token is not None:
-            env["ENVSTORE_TOKEN"] = self.token
-        env.pop("ENVSTORE_DEBUG", None)
-        result = subprocess.run(
-            [ENVSTORE, *args],
-            env=env,
-            input=stdin,
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if code is not None:
-            assert result.returncode == code, (
-                f"envstore {' '.join(args)} exited {result.returncode}, expected {code}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        assert "Traceback" not in result.stderr
-        return result
+        process.stop()
 
 
 @pytest.fixture(scope="module")
-def cli(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+def cli(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """The CLI signed in as an administrator, with a token whose primary namespace is
     ``default`` (so ``env create`` without ``-n`` lands there, as in the embedded quick start)."""
     cli = Cli(url=server.url, cwd=tmp_path_factory.mktemp("cli"))
-    store = {"ENVSTORE_STORE_DIR": str(server.log.parent / "store")}
     subprocess.run(
         [ENVSTORE, "user", "add", "admin", "--admin", "--password-stdin"],
-        env={**os.environ, **store},
+        env={**os.environ, "ENVSTORE_STORE_DIR": str(server.store)},
         input="journey-password\n",
         text=True,
         check=True,
@@ -237,6 +155,6 @@ def test_bad_input_exits_2_with_one_line(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_unreachable_server_exits_3(cli: Cli) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = cli("--url", url, "env", "list", code=3)
     _assert_one_line_error(result, f"cannot reach envstore at {url}")

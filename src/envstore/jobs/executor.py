@@ -318,7 +318,8 @@ class BuildExecutor:
         if not published:
             shutil.rmtree(prefix, ignore_errors=True)
             return
-        ensure_stored(self.blobs, result.artifact_files, [])
+        # a GC that listed blobs before this commit may have swept them meanwhile (D6)
+        ensure_stored(self.blobs, result.artifact_files, [result.lockfile, result.pinned_yaml])
         self._log_diff(claimed.id)
         if switched:
             self.layout.publish(claimed.namespace, claimed.environment, claimed.build_key)

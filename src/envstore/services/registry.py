@@ -10,27 +10,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from envstore.core.builds import BuildStatus
-from envstore.db.models import Build, BuildArtifact, Environment, Namespace
-from envstore.errors import NotFound
+from envstore.db.models import Build, BuildArtifact, Environment
+from envstore.errors import InvalidInput, NotFound
+from envstore.services.common import get_environment
 from envstore.storage.blobstore import BlobStore
 
 __all__ = ["find_manifest", "manifest_blobs", "repository_has_blob", "repository_tags"]
 
 
 def _environment(db: Session, namespace: str, name: str) -> Environment:
-    env = db.scalar(
-        select(Environment)
-        .join(Namespace, Namespace.id == Environment.namespace_id)
-        .where(
-            Namespace.name == namespace,
-            Environment.name == name,
-            Environment.deleted_on.is_(None),
-            Namespace.deleted_on.is_(None),
-        )
-    )
-    if env is None:
-        raise NotFound(f"repository {namespace}/{name} not found")
-    return env
+    try:
+        return get_environment(db, namespace, name)
+    except (NotFound, InvalidInput):
+        raise NotFound(f"repository {namespace}/{name} not found") from None
 
 
 def _manifests(db: Session, env: Environment) -> list[tuple[int, str | None, str]]:
