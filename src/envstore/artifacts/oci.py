@@ -113,7 +113,10 @@ def _base_layer(source: Path, out_dir: Path) -> ImageBlob:
     else:
         with staging.open("wb") as out, source.open("rb") as plain_in:
             compressed = HashingWriter(out)
-            with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0) as zipped:
+            # level 6: about twice as fast as 9 for ~2 % more bytes; fixed, so digests stay stable
+            with gzip.GzipFile(
+                filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6
+            ) as zipped:
                 shutil.copyfileobj(plain_in, zipped)
         diff_id = hashlib.sha256(source.read_bytes()).hexdigest()
     with staging.open("rb") as handle:

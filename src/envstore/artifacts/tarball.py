@@ -102,7 +102,10 @@ def write_tree(prefix: Path, out: BinaryIO, options: TreeOptions) -> tuple[str, 
     """Write the gzipped tar of ``prefix`` to ``out``; return (tar digest, gzip digest)."""
     files = relocate.find_prefix_files(prefix, options.old_prefix)
     compressed = HashingWriter(out)
-    with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0) as zipped:
+    # level 6: about twice as fast as 9 for ~2 % more bytes; fixed, so digests stay stable
+    with gzip.GzipFile(
+        filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6
+    ) as zipped:
         plain = HashingWriter(zipped)  # type: ignore[arg-type]
         with tarfile.open(fileobj=plain, mode="w", format=tarfile.PAX_FORMAT) as tar:
             _write_entries(tar, prefix, options, dict(files))

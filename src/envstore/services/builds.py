@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from envstore.auth import Principal
 from envstore.core.builds import TERMINAL, BuildStatus
@@ -48,7 +48,9 @@ class BuildFilters:
 
 
 def _with_details(query: Select[tuple[Build]]) -> Select[tuple[Build]]:
+    # A submitted lockfile can be large and no read route shows it: never load it here.
     return query.options(
+        defer(Build.lockfile_text),
         selectinload(Build.specification),
         selectinload(Build.artifacts),
         selectinload(Build.environment).joinedload(Environment.namespace),
