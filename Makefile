@@ -37,7 +37,10 @@ test: lint
 
 bench: dev
 	$(VENV)/bin/python benchmarks/pypi_build.py
+	$(VENV)/bin/python benchmarks/pypi_build.py --no-archives
+	$(VENV)/bin/python benchmarks/conda_build.py
 	$(VENV)/bin/python benchmarks/conda_solve.py
+	$(VENV)/bin/python benchmarks/api_reads.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
