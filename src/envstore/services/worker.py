@@ -213,40 +213,64 @@ def publish(
 def _record_packages(db: Session, build_id: int, packages: list[PackageInfo]) -> None:
     """Link the build to its package rows, creating channel and package rows that are new.
 
-    Two workers may publish builds with the same packages at once: each insert runs in a
-    savepoint, and losing the race to the unique constraint means reading the winner's row.
+    Existing rows are read in one query per channel (a build has hundreds of packages, most
+    known from earlier builds). Two workers may publish builds with the same new packages at
+    once: each insert runs in a savepoint, and losing the race means reading the winner's row.
     """
     now = utcnow()
-    channels: dict[str, Channel] = {}
+    by_channel: dict[str, list[PackageInfo]] = {}
     for info in packages:
-        channel = channels.get(info.channel)
-        if channel is None:
-            new_channel = Channel(name=info.channel, last_update=now)
-            lookup_channel = select(Channel).where(Channel.name == info.channel)
-            channel = channels[info.channel] = _get_or_create(db, lookup_channel, new_channel)
-        lookup = select(Package).where(
-            Package.channel_id == channel.id,
-            Package.manager == info.manager,
-            Package.name == info.name,
-            Package.version == info.version,
-            Package.build == info.build,
-            Package.sha256 == info.sha256,
+        by_channel.setdefault(info.channel, []).append(info)
+    for channel_name, infos in by_channel.items():
+        channel = _get_or_create(
+            db,
+            select(Channel).where(Channel.name == channel_name),
+            Channel(name=channel_name, last_update=now),
         )
-        new = Package(
-            channel_id=channel.id,
-            manager=info.manager,
-            name=info.name,
-            version=info.version,
-            build=info.build,
-            sha256=info.sha256,
-            md5=info.md5,
-            url=info.url,
-            license=info.license,
-            summary=info.summary,
-            size=info.size,
-        )
-        package = _get_or_create(db, lookup, new)
-        db.add(BuildPackage(build_id=build_id, package_id=package.id, requested=info.requested))
+        known = {
+            _package_key(p): p
+            for p in db.scalars(
+                select(Package).where(
+                    Package.channel_id == channel.id, Package.name.in_({i.name for i in infos})
+                )
+            )
+        }
+        for info in infos:
+            package = known.get(_info_key(info)) or _new_package(db, channel, info)
+            db.add(BuildPackage(build_id=build_id, package_id=package.id, requested=info.requested))
+
+
+def _package_key(p: Package) -> tuple[str, str, str, str, str]:
+    return (p.manager, p.name, p.version, p.build, p.sha256)
+
+
+def _info_key(info: PackageInfo) -> tuple[str, str, str, str, str]:
+    return (info.manager, info.name, info.version, info.build, info.sha256)
+
+
+def _new_package(db: Session, channel: Channel, info: PackageInfo) -> Package:
+    lookup = select(Package).where(
+        Package.channel_id == channel.id,
+        Package.manager == info.manager,
+        Package.name == info.name,
+        Package.version == info.version,
+        Package.build == info.build,
+        Package.sha256 == info.sha256,
+    )
+    new = Package(
+        channel_id=channel.id,
+        manager=info.manager,
+        name=info.name,
+        version=info.version,
+        build=info.build,
+        sha256=info.sha256,
+        md5=info.md5,
+        url=info.url,
+        license=info.license,
+        summary=info.summary,
+        size=info.size,
+    )
+    return _get_or_create(db, lookup, new)
 
 
 def _get_or_create(db: Session, lookup: Select[tuple[R]], new: R) -> R:
