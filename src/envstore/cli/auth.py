@@ -64,7 +64,10 @@ def login_command(
     if not who.get("authenticated"):
         raise Forbidden("the server does not accept this token")
     path = store_token(connection.url, token)
-    typer.echo(f"signed in to {connection.url} as {who.get('primary_namespace')}; token in {path}")
+    typer.echo(
+        f"signed in to {connection.url} (primary namespace {who.get('primary_namespace')}); "
+        f"token in {path}"
+    )
 
 
 def logout_command(ctx: typer.Context) -> None:
