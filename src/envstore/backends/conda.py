@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import rattler
-import yaml
 from rattler.exceptions import GatewayError, InstallerError, SolverError
 
 from envstore.backends import conda_records
@@ -35,6 +34,7 @@ from envstore.backends.channels import (
 from envstore.backends.conda_archives import ArchiveLimits, check_archive, file_sha256
 from envstore.core.lockfile import LockedPackage, Lockfile
 from envstore.core.specs import EnvironmentSpec, parse_specification
+from envstore.core.yamlsafe import dump_yaml
 from envstore.errors import BuildFailure, InvalidSpec
 from envstore.pipeline.contract import BuildRequest, BuildResult
 
@@ -541,7 +541,7 @@ def _pinned_yaml(
         data["variables"] = dict(sorted(spec.variables.items()))
     if spec.virtual_packages:
         data["virtual_packages"] = dict(sorted(spec.virtual_packages.items()))
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return dump_yaml(data)
 
 
 def _channel_of(record: rattler.RepoDataRecord, channels: Sequence[str]) -> str:

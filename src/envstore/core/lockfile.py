@@ -13,9 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import yaml
-
-from envstore.core.yamlsafe import load_bounded_yaml
+from envstore.core.yamlsafe import dump_yaml, load_bounded_yaml
 from envstore.errors import InvalidSpec
 
 __all__ = ["LockedPackage", "Lockfile"]
@@ -92,7 +90,7 @@ class Lockfile:
         }
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+        return dump_yaml(self.to_dict())
 
     @classmethod
     def from_text(cls, text: str, *, max_depth: int = 20) -> Lockfile:

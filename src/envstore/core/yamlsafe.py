@@ -14,7 +14,7 @@ from yaml.nodes import Node
 
 from envstore.errors import InvalidSpec, LimitExceeded
 
-__all__ = ["load_bounded_yaml"]
+__all__ = ["dump_yaml", "load_bounded_yaml"]
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -89,3 +89,15 @@ def load_bounded_yaml(text: str, *, max_depth: int, max_aliases: int) -> Any:
         raise InvalidSpec(f"specification is not valid YAML{where}: {problem}") from None
     finally:
         loader.dispose()
+
+
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump_yaml(data: Any) -> str:
+    """Block-style YAML in the given key order, with libyaml's emitter when present.
+
+    The pure-Python emitter took ~20 ms for a 40-package lockfile, a fifth of a small conda
+    build; libyaml (in PyYAML's wheels) writes the same text for these plain documents.
+    """
+    return str(yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False))

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from packaging.utils import canonicalize_name
 
 from envstore.backends import pypi
 from envstore.core.lockfile import Lockfile
 from envstore.core.specs import EnvironmentSpec
+from envstore.core.yamlsafe import dump_yaml
 from envstore.pipeline.contract import BuildRequest, BuildResult, PackageInfo
 from envstore.pipeline.solve import SolvedEnvironment
 
@@ -77,4 +77,4 @@ def pinned_yaml(spec: EnvironmentSpec, lock: Lockfile) -> str:
     }
     if spec.variables:
         data["variables"] = dict(sorted(spec.variables.items()))
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return dump_yaml(data)
