@@ -75,7 +75,8 @@ class AppState:
         return SpecLimits(s.max_spec_bytes, s.max_packages, s.max_yaml_depth, s.max_yaml_aliases)
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: no I/O here, and a sync dependency costs a thread-pool hop on every request
     state: AppState = request.app.state.envstore
     return state
 
@@ -111,7 +112,7 @@ def get_principal(request: Request, state: State, db: DbSession) -> Principal:
 Caller = Annotated[Principal, Depends(get_principal)]
 
 
-def get_paging(
+async def get_paging(
     page: Annotated[int, Query(ge=1)] = 1,
     size: Annotated[int, Query(ge=1)] = MAX_PAGE_SIZE,
     sort_by: Annotated[list[str] | None, Query()] = None,
