@@ -7,8 +7,10 @@ project name is served; each gets versions 1.0 and 2.0 of a pure-Python wheel wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import random
 import threading
 import time
 import zipfile
@@ -19,8 +21,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 VERSIONS = ("1.0", "2.0")
 
 
+BIG_PAYLOAD = 24 * 1024 * 1024
+
+
 def make_wheel(name: str, version: str) -> tuple[str, bytes]:
-    """A minimal valid pure-Python wheel: (filename, bytes)."""
+    """A minimal valid pure-Python wheel: (filename, bytes). Projects named ``big-*`` carry
+    an incompressible 24 MiB data file, to fill a disk."""
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"
     files = {
@@ -28,6 +34,8 @@ def make_wheel(name: str, version: str) -> tuple[str, bytes]:
         f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
         f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: envstore-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
+    if name.startswith("big-"):
+        files[f"{dist}/payload.bin"] = random.Random(name).randbytes(BIG_PAYLOAD)
     record = "".join(
         f"{path},sha256={_b64(hashlib.sha256(data).digest())},{len(data)}\n"
         for path, data in files.items()
@@ -71,7 +79,8 @@ class LocalIndex:
     def _project_page(self, project: str) -> bytes:
         links = []
         for version in VERSIONS:
-            filename, data = make_wheel(project, version)
+            filename = f"{project.replace('-', '_')}-{version}-py3-none-any.whl"
+            data = self._wheels.get(filename) or make_wheel(project, version)[1]
             self._wheels[filename] = data
             digest = hashlib.sha256(data).hexdigest()
             links.append(f'<a href="/files/{filename}#sha256={digest}">{filename}</a>')
@@ -109,7 +118,8 @@ class LocalIndex:
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)  # a client that gave up (a full disk, a cancel)
 
         return Handler
 
