@@ -210,6 +210,7 @@ def test_completed_build_serves_lockfile_yaml_packages(client: TestClient) -> No
     )
     assert client.get("/api/v1/environment/", params={"packages": "six"}).json()["count"] == 1
     assert client.get("/api/v1/environment/", params={"packages": "numpy"}).json()["count"] == 0
+    assert client.get("/api/v1/build/", params={"packages": "SIX"}).json()["count"] == 1
     usage = client.get("/api/v1/usage/").json()["data"]
     assert usage == [
         {"namespace": "default", "num_environments": 1, "num_builds": 1, "storage": 1234}

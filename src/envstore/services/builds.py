@@ -13,7 +13,6 @@ from envstore.core.builds import TERMINAL, BuildStatus
 from envstore.core.permissions import Permission
 from envstore.db.models import (
     Build,
-    BuildArtifact,
     BuildLogChunk,
     BuildPackage,
     Channel,
@@ -24,7 +23,7 @@ from envstore.db.models import (
 )
 from envstore.errors import Conflict, InvalidInput
 from envstore.services.access import visible
-from envstore.services.common import Page, Paging, get_build, paginate
+from envstore.services.common import Page, Paging, get_build, paginate, where_build_matches
 
 __all__ = [
     "BuildFilters",
@@ -79,27 +78,15 @@ def list_builds(db: Session, filters: BuildFilters, paging: Paging, who: Princip
             visible(db, who, Permission.ENV_READ, Namespace.name, Environment.name),
         )
     )
-    if filters.status:
-        try:
-            query = query.where(Build.status == BuildStatus(filters.status.upper()))
-        except ValueError:
-            raise InvalidInput(f"unknown build status {filters.status!r}") from None
+    query = where_build_matches(
+        query, status=filters.status, artifact=filters.artifact, packages=filters.packages
+    )
     if filters.environment_id is not None:
         query = query.where(Build.environment_id == filters.environment_id)
     if filters.namespace:
         query = query.where(Namespace.name == filters.namespace)
     if filters.name:
         query = query.where(Environment.name == filters.name)
-    if filters.artifact:
-        query = query.where(
-            Build.id.in_(
-                select(BuildArtifact.build_id).where(
-                    BuildArtifact.artifact_type == filters.artifact
-                )
-            )
-        )
-    for package in filters.packages:
-        query = query.where(Build.id.in_(_builds_with_package(package)))
     sortable = {
         "id": Build.id,
         "scheduled_on": Build.scheduled_on,
@@ -107,14 +94,6 @@ def list_builds(db: Session, filters: BuildFilters, paging: Paging, who: Princip
         "name": Environment.name,
     }
     return paginate(db, _with_details(query), paging, sortable, Build.id)
-
-
-def _builds_with_package(name: str) -> Select[tuple[int]]:
-    return (
-        select(BuildPackage.build_id)
-        .join(Package, Package.id == BuildPackage.package_id)
-        .where(func.lower(Package.name) == name.strip().lower())
-    )
 
 
 def cancel_build(db: Session, build_id: int) -> Build:

@@ -9,8 +9,9 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from envstore.core.builds import BuildStatus
 from envstore.core.names import validate_name
-from envstore.db.models import Build, Environment, Namespace
+from envstore.db.models import Build, BuildArtifact, BuildPackage, Environment, Namespace, Package
 from envstore.errors import InvalidInput, NotFound
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "get_environment",
     "get_namespace",
     "paginate",
+    "where_build_matches",
 ]
 
 MAX_PAGE_SIZE = 100
@@ -103,3 +105,30 @@ def get_build(db: Session, build_id: int) -> Build:
     if build is None:
         raise NotFound(f"build {build_id} not found")
     return build
+
+
+def where_build_matches(
+    query: Select[Any], *, status: str | None, artifact: str | None, packages: Sequence[str]
+) -> Select[Any]:
+    """Filter a query that selects or joins ``Build``: by status, by an artifact it has, and by
+    packages it contains (all of them; names compared without case)."""
+    if status:
+        try:
+            query = query.where(Build.status == BuildStatus(status.upper()))
+        except ValueError:
+            raise InvalidInput(f"unknown build status {status!r}") from None
+    if artifact:
+        query = query.where(
+            Build.id.in_(
+                select(BuildArtifact.build_id).where(BuildArtifact.artifact_type == artifact)
+            )
+        )
+    for package in packages:
+        query = query.where(
+            Build.id.in_(
+                select(BuildPackage.build_id)
+                .join(Package, Package.id == BuildPackage.package_id)
+                .where(func.lower(Package.name) == package.strip().lower())
+            )
+        )
+    return query

@@ -19,18 +19,15 @@ from envstore.core.permissions import Permission
 from envstore.core.refs import EnvRef
 from envstore.db.models import (
     Build,
-    BuildArtifact,
-    BuildPackage,
     CurrentBuildSwitch,
     Environment,
     Namespace,
-    Package,
     utcnow,
 )
-from envstore.errors import Conflict, InvalidInput, NotFound
+from envstore.errors import Conflict, NotFound
 from envstore.services.access import visible
 from envstore.services.builds import load_build
-from envstore.services.common import Page, Paging, get_environment, paginate
+from envstore.services.common import Page, Paging, get_environment, paginate, where_build_matches
 from envstore.storage.layout import StoreLayout
 
 __all__ = [
@@ -85,27 +82,9 @@ def list_environments(
         query = query.where(Namespace.name == filters.namespace)
     if filters.name:
         query = query.where(Environment.name == filters.name)
-    if filters.status:
-        try:
-            query = query.where(Build.status == BuildStatus(filters.status.upper()))
-        except ValueError:
-            raise InvalidInput(f"unknown build status {filters.status!r}") from None
-    if filters.artifact:
-        query = query.where(
-            Build.id.in_(
-                select(BuildArtifact.build_id).where(
-                    BuildArtifact.artifact_type == filters.artifact
-                )
-            )
-        )
-    for package in filters.packages:
-        query = query.where(
-            Build.id.in_(
-                select(BuildPackage.build_id)
-                .join(Package, Package.id == BuildPackage.package_id)
-                .where(Package.name == package.strip().lower())
-            )
-        )
+    query = where_build_matches(
+        query, status=filters.status, artifact=filters.artifact, packages=filters.packages
+    )
     sortable = {"name": Environment.name, "namespace": Namespace.name, "id": Environment.id}
     return paginate(db, _with_current(query), paging, sortable, Environment.id)
 
