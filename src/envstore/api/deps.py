@@ -69,6 +69,11 @@ class AppState:
         assert self.signer is not None, "create_app sets the cookie signer"
         return self.signer
 
+    def wake_workers(self, build_id: int) -> None:
+        """Tell the embedded workers about a queued or canceled build (none when API-only)."""
+        if self.queue is not None:
+            self.queue.notify(build_id)
+
     @property
     def limits(self) -> SpecLimits:
         s = self.settings

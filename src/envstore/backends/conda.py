@@ -475,17 +475,8 @@ def _pip_resolve(
             "the pip: section needs 'python' among the conda dependencies",
         )
     log(f"resolving {len(spec.pip)} pip requirements for {python}")
-    return pypi.resolve(
-        list(spec.pip),
-        python,
-        as_of=request.as_of,
-        index_url=request.pypi_index_url,
-        cache_dir=request.uv_cache_dir,
-        requested=spec.requested_names,
-        platform=platform,
-        log=log,
-        timeout=request.solve_timeout,
-        work_dir=request.work_dir,
+    return pypi.resolve_for_request(
+        request, list(spec.pip), python, requested=spec.requested_names, platform=platform, log=log
     )
 
 

@@ -36,6 +36,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from envstore.core.lockfile import LockedPackage
 from envstore.errors import BuildFailure
+from envstore.pipeline.contract import BuildRequest
 
 __all__ = [
     "DEFAULT_INDEX_URL",
@@ -49,6 +50,7 @@ __all__ = [
     "parse_pylock",
     "prefix_size",
     "resolve",
+    "resolve_for_request",
     "stream_command",
     "uv_bin",
     "uv_environment",
@@ -286,6 +288,33 @@ def resolve(
     version = python_version or _python_version(python)
     return parse_pylock(
         output.read_text(), python_version=version, requested=requested, platform=platform
+    )
+
+
+def resolve_for_request(
+    request: BuildRequest,
+    requirements: list[str],
+    python: str,
+    *,
+    requested: frozenset[str],
+    platform: str,
+    log: Log,
+    python_version: str | None = None,
+) -> list[LockedPackage]:
+    """:func:`resolve` with the index, cache, as-of date, timeout and scratch directory of a
+    build request: the PyPI builds and the ``pip:`` section of conda builds resolve alike."""
+    return resolve(
+        requirements,
+        python,
+        as_of=request.as_of,
+        index_url=request.pypi_index_url,
+        cache_dir=request.uv_cache_dir,
+        requested=requested,
+        platform=platform,
+        log=log,
+        timeout=request.solve_timeout,
+        work_dir=request.work_dir,
+        python_version=python_version,
     )
 
 

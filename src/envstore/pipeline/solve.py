@@ -51,17 +51,13 @@ def solve_pypi(request: BuildRequest, spec: EnvironmentSpec, log: pypi.Log) -> S
     )
     packages: list[LockedPackage] = []
     if spec.pip:
-        packages = pypi.resolve(
+        packages = pypi.resolve_for_request(
+            request,
             list(spec.pip),
             python,
-            as_of=request.as_of,
-            index_url=request.pypi_index_url,
-            cache_dir=request.uv_cache_dir,
             requested=spec.requested_names,
             platform=platform,
             log=log,
-            timeout=request.solve_timeout,
-            work_dir=request.work_dir,
             python_version=version,
         )
     log(f"solved {len(packages)} package(s) for Python {version} on {platform}")

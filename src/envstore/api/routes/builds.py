@@ -58,8 +58,7 @@ def rebuild_build(
     build_id: int,
 ) -> dict[str, Any]:
     build = rebuild(db, build_id)
-    if state.queue is not None:
-        state.queue.notify(build.id)
+    state.wake_workers(build.id)
     return ok({"build_id": build.id}, f"build {build.id} queued to rebuild build {build_id}")
 
 
@@ -71,8 +70,7 @@ def cancel_build(
     build_id: int,
 ) -> dict[str, Any]:
     build = svc.cancel_build(db, build_id)
-    if state.queue is not None:
-        state.queue.notify(build.id)
+    state.wake_workers(build.id)
     return {
         "status": "ok",
         "message": f"build {build_id} canceled"

@@ -62,8 +62,7 @@ def create_specification(
         as_of=as_of,
     )
     build = submit(db, who, sub, state.limits)
-    if state.queue is not None:
-        state.queue.notify(build.id)
+    state.wake_workers(build.id)
     return ok({"build_id": build.id}, f"build {build.id} is {build.status}")
 
 
