@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     solve_timeout: float = Field(default=600.0, gt=0, description="seconds for the solve stage")
     max_build_attempts: int = Field(default=2, ge=1, le=10)
     heartbeat_interval: float = Field(default=2.0, gt=0)
+    runner_idle_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="a worker's build process (imports done, caches warm) exits after this "
+        "long without a build; 0: one process per build",
+    )
+    runner_max_builds: int = Field(
+        default=100, ge=1, description="builds one build process runs before it is replaced"
+    )
     heartbeat_timeout: float = Field(default=30.0, gt=0)
     db_retry_seconds: float = Field(
         default=600.0, ge=0, description="how long workers retry recording a build's outcome"

@@ -40,6 +40,8 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> ChannelBuilder:
     builder.add("needs-old", "1.0", deps=["liba <2"], timestamp=OLD)
     builder.add("needs-new", "1.0", deps=["liba >=2"], timestamp=OLD)
     builder.add("glibc-hungry", "1.0", deps=["__glibc >=99"], timestamp=OLD)
+    bulky = {f"share/bulky/{n:02d}.dat": bytes([n]) * 4096 for n in range(40)}
+    builder.add("bulky", "1.0", files=bulky, timestamp=OLD)
     builder.add_python_wrapper()
     add_malicious_corpus(builder)
     builder.index()
@@ -95,8 +97,25 @@ def test_solve_and_install_links_files_and_entry_points(make_request: Any) -> No
     assert by_name["app"].summary == "the demo app"
     assert by_name["liba"].channel.rstrip("/") == make_request([]).spec["channels"][0].rstrip("/")
     assert len(by_name["liba"].sha256) == 64
-    assert result.size > 0
     assert "liba=2.0=0" in result.pinned_yaml
+
+
+def _apparent_size(root: Path) -> int:
+    return sum(p.lstat().st_size for p in root.rglob("*") if not p.is_dir())
+
+
+def test_size_is_what_the_files_take_and_needs_no_walk_of_the_prefix(make_request: Any) -> None:
+    """The size comes from the verified archives and the metadata, not from a walk of the
+    prefix; it must still agree with one, on a first build and on a build whose archives
+    were verified by an earlier one."""
+    first = make_request(["app", "bulky"])
+    second = make_request(["app", "bulky"])
+    for request in (first, second):
+        result = _build(request)
+        actual = _apparent_size(Path(request.prefix))
+        assert actual > 40 * 4096
+        # what no archive holds (the entry point rattler writes) is the only difference
+        assert abs(result.size - actual) <= actual * 0.02, (result.size, actual)
 
 
 def test_as_of_picks_the_older_version(make_request: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,15 @@ import pytest
 
 from envstore.errors import BuildFailure
 from envstore.pipeline import runner
-from envstore.pipeline.contract import FAILURE_FILE, BuildFailureInfo, BuildRequest, BuildResult
+from envstore.pipeline.contract import (
+    END_MARK,
+    FAILURE_FILE,
+    BuildFailureInfo,
+    BuildRequest,
+    BuildResult,
+    end_line,
+    parse_end,
+)
 
 
 def _request(tmp_path: Path, dependencies: list[Any]) -> BuildRequest:
@@ -85,3 +94,83 @@ def test_a_submitted_lockfile_is_not_parsed_as_a_spec(tmp_path: Path) -> None:
     request.lockfile = "version: 1\n"
     spec = runner.request_spec(request)
     assert (spec.name, spec.conda, spec.pip) == ("copy", (), ())
+
+
+def _serving_runner(cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "envstore.pipeline.runner", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def _until_end(proc: subprocess.Popen[str], nonce: str) -> tuple[list[str], tuple[int, bool]]:
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        ended = parse_end(line, nonce)
+        if ended is not None:
+            return lines, ended
+        lines.append(line)
+    raise AssertionError(f"the runner closed its output without ending {nonce}: {lines}")
+
+
+def _send(proc: subprocess.Popen[str], nonce: str, request: Path) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(f"{nonce} {request}\n")
+    proc.stdin.flush()
+
+
+def test_a_serving_runner_runs_builds_one_after_another(tmp_path: Path) -> None:
+    """Each build ends with its own end line; the runner waits for the next one in between,
+    back in the directory it started in (the worker removes each build's work directory)."""
+    proc = _serving_runner(tmp_path)
+    try:
+        for n in (1, 2):
+            work = tmp_path / f"work-{n}"
+            work.mkdir()
+            request = _request(work, ["numpy", {"pip": ["six"]}])  # refused: a conda spec
+            request.write(work / "request.json")
+            _send(proc, f"nonce{n}", work / "request.json")
+            lines, (code, more) = _until_end(proc, f"nonce{n}")
+            assert (code, more) == (1, True)
+            assert BuildFailureInfo.read(work / FAILURE_FILE).reason == "invalid_spec"
+            assert any("build failed (invalid_spec)" in line for line in lines)
+            assert proc.poll() is None
+            assert Path(os.readlink(f"/proc/{proc.pid}/cwd")) == tmp_path
+        # fd 0 of the runner (what the build's tools inherit) no longer reads the requests
+        assert os.readlink(f"/proc/{proc.pid}/fd/0") == os.devnull
+        assert proc.stdin is not None
+        proc.stdin.close()  # no more builds: the runner leaves
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_serving_runner_leaves_after_an_internal_error(tmp_path: Path) -> None:
+    proc = _serving_runner(tmp_path)
+    try:
+        broken = tmp_path / "work" / "request.json"
+        broken.parent.mkdir()
+        broken.write_text("{not json")
+        _send(proc, "n1", broken)
+        _lines, (code, more) = _until_end(proc, "n1")
+        assert (code, more) == (1, False)
+        assert BuildFailureInfo.read(broken.parent / FAILURE_FILE).reason == "internal_error"
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_end_lines_need_the_builds_nonce() -> None:
+    line = end_line("secret", 0, True) + "\n"
+    assert parse_end(line, "secret") == (0, True)
+    assert parse_end(line, "other") is None
+    assert parse_end(end_line("secret", 1, False), "secret") == (1, False)
+    assert parse_end("envstore-build-end secret 0 more", "secret") is None
+    assert parse_end(END_MARK + " secret x more", "secret") is None

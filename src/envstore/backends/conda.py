@@ -69,7 +69,9 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
             replace(p, requested=p.name in requested) for p in lock.packages if p.manager == "pip"
         ]
         log(f"installing {len(conda_locked)} conda packages from the submitted lockfile")
-        records = asyncio.run(_records_from_lock(conda_locked, channels, request, client, log))
+        records, sizes = asyncio.run(
+            _records_from_lock(conda_locked, channels, request, client, log)
+        )
     else:
         spec = _spec(request.spec)
         requested = spec.requested_names
@@ -85,7 +87,7 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
             log=log,
             client=client,
         )
-        asyncio.run(_verify_records(records, request, client, log))
+        sizes = asyncio.run(_verify_records(records, request, client, log))
         pip_locked = []
     _install(records, request, platform, client, log)
     python = _prefix_python(Path(request.prefix))
@@ -93,7 +95,9 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
         pip_locked = _pip_resolve(spec, python, request, platform, log)
     if pip_locked:
         _pip_install(pip_locked, python, request, log)
-    return _result(records, pip_locked, channels, spec, requested, request, platform, as_of)
+    result = _result(records, pip_locked, channels, spec, requested, request, platform, as_of)
+    result.size = sum(sizes) + conda_records.metadata_size(Path(request.prefix))
+    return result
 
 
 def virtual_overrides(request: BuildRequest, spec: EnvironmentSpec) -> dict[str, str | None]:
@@ -320,13 +324,14 @@ async def _records_from_lock(
     request: BuildRequest,
     client: rattler.Client,
     log: Log,
-) -> list[rattler.RepoDataRecord]:
-    """Records for exactly the locked packages, each archive fetched and hash-checked first.
+) -> tuple[list[rattler.RepoDataRecord], list[int]]:
+    """Records for exactly the locked packages, each archive fetched and hash-checked first,
+    and the bytes each installs.
 
     The metadata comes from the archive itself (``info/index.json``), so nothing is solved and
     no repodata is needed; every archive is verified before any is installed (I8).
     """
-    records = []
+    records, sizes = [], []
     for package in packages:
         path = await _fetch(package.url, request, client)
         actual = file_sha256(path)
@@ -337,7 +342,7 @@ async def _records_from_lock(
                 f"the lockfile says {package.sha256}",
             )
         label = f"{package.name}-{package.version}-{package.build}"
-        check_archive(path, label, _limits(request))
+        sizes.append(check_archive(path, label, _limits(request)))
         record = await rattler.RepoDataRecord.from_package_archive(path)
         if package.md5:
             record.md5 = bytes.fromhex(package.md5)
@@ -345,7 +350,7 @@ async def _records_from_lock(
         channel = channel_for_url(package.url, channels) or package.url.rsplit("/", 2)[0] + "/"
         records.append(rattler.RepoDataRecord(record, file_name, package.url, channel))
     log(f"verified {len(records)} archives against the lockfile")
-    return sorted(records, key=lambda r: r.name.normalized)
+    return sorted(records, key=lambda r: r.name.normalized), sizes
 
 
 async def _verify_records(
@@ -353,18 +358,22 @@ async def _verify_records(
     request: BuildRequest,
     client: rattler.Client,
     log: Log,
-) -> None:
-    """Hash-check and safety-check every solved archive before rattler extracts it.
+) -> list[int]:
+    """Hash-check and safety-check every solved archive before rattler extracts it; return
+    the bytes each package installs.
 
     An archive whose sha256 passed these checks before (under the same limits) is not fetched
     or checked again: rattler verifies what it downloads against the same sha256, so what it
     links is byte-identical to what was checked. This keeps warm builds close to bare rattler.
     """
     skipped = 0
+    sizes = []
     for record in records:
         marker = _verified_marker(record.sha256.hex() if record.sha256 else None, request)
-        if marker is not None and marker.exists():
+        known = _verified_size(marker)
+        if known is not None:
             skipped += 1
+            sizes.append(known)
             continue
         path = await _fetch(record.url, request, client)
         actual = file_sha256(path)
@@ -376,12 +385,13 @@ async def _verify_records(
                 f"{label}: {redact(record.url)} has sha256 {actual}, the channel says {expected}",
                 retryable=True,
             )
-        check_archive(path, label, _limits(request))
+        sizes.append(check_archive(path, label, _limits(request)))
         if not expected:
             # rattler verifies its own download against this, so it installs what we checked.
             record.sha256 = bytes.fromhex(actual)
-        _mark_verified(actual, request)
+        _mark_verified(actual, request, sizes[-1])
     log(f"verified {len(records) - skipped} archives ({skipped} verified by earlier builds)")
+    return sizes
 
 
 def _verified_marker(sha256: str | None, request: BuildRequest) -> Path | None:
@@ -392,11 +402,25 @@ def _verified_marker(sha256: str | None, request: BuildRequest) -> Path | None:
     return Path(request.conda_pkgs_dir) / ".envstore-verified" / key
 
 
-def _mark_verified(sha256: str, request: BuildRequest) -> None:
+def _verified_size(marker: Path | None) -> int | None:
+    """The installed bytes a verification marker recorded; None: not verified (or a marker
+    of an older envstore, which recorded no size: the archive is checked again)."""
+    if marker is None:
+        return None
+    try:
+        text = marker.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _mark_verified(sha256: str, request: BuildRequest, installed: int) -> None:
     marker = _verified_marker(sha256, request)
     assert marker is not None
     marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
+    temporary = marker.with_name(f".{marker.name}.{os.getpid()}")
+    temporary.write_text(str(installed))
+    temporary.replace(marker)  # concurrent builds never read half a marker
 
 
 async def _fetch(url: str, request: BuildRequest, client: rattler.Client) -> Path:
@@ -513,7 +537,7 @@ def _result(
         lockfile=lock.to_yaml(),
         pinned_yaml=_pinned_yaml(spec, records, pip_locked, channels),
         packages=sorted(infos, key=lambda i: (i.manager, i.name)),
-        size=_tree_size(Path(request.prefix)),
+        size=0,  # set by the caller from the verified archives' sizes
         python_version=python_version,
     )
 
@@ -537,25 +561,3 @@ def _pinned_yaml(
 
 def _channel_of(record: rattler.RepoDataRecord, channels: Sequence[str]) -> str:
     return channel_for_url(record.url, channels) or str(record.channel or "")
-
-
-def _tree_size(root: Path) -> int:
-    """Bytes on disk of ``root``, each hardlinked inode counted once (symlinks not followed).
-
-    ``os.scandir`` rather than ``os.walk`` + ``lstat``: a conda prefix holds tens of thousands
-    of files and this runs on every build.
-    """
-    seen: set[int] = set()
-    total = 0
-    pending = [str(root)]
-    while pending:
-        with os.scandir(pending.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                    continue
-                stat = entry.stat(follow_symlinks=False)
-                if stat.st_ino not in seen:  # one prefix is one file system
-                    seen.add(stat.st_ino)
-                    total += stat.st_size
-    return total

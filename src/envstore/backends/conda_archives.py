@@ -50,16 +50,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_archive(path: Path, package: str, limits: ArchiveLimits | None = None) -> None:
+def check_archive(path: Path, package: str, limits: ArchiveLimits | None = None) -> int:
     """Raise ``BuildFailure('unsafe_package')`` if extracting ``path`` could leave the prefix.
 
-    ``package`` names the package in the message (``name-version-build``).
+    ``package`` names the package in the message (``name-version-build``). Returns the bytes
+    of the files the package installs (its members outside ``info/``).
     """
     limits = limits or ArchiveLimits()
     budget = _Budget(package, limits, path.stat().st_size)
     try:
         for tar in _tar_streams(path):
             _check_members(tar, package, budget)
+        return budget.installed
     except BuildFailure:
         raise
     except (tarfile.TarError, zipfile.BadZipFile, zstandard.ZstdError, EOFError, OSError) as exc:
@@ -72,9 +74,12 @@ class _Budget:
     def __init__(self, package: str, limits: ArchiveLimits, archive_size: int) -> None:
         self.package, self.limits, self.archive_size = package, limits, max(archive_size, 1)
         self.total = 0
+        self.installed = 0  # what lands in a prefix: every member but the info/ metadata
 
     def add(self, member: str, size: int) -> None:
         self.total += size
+        if not member.startswith("info/"):
+            self.installed += size
         limits = self.limits
         if self.total > limits.max_unpacked_bytes:
             raise BuildFailure(

@@ -10,7 +10,10 @@ including the Python packages conda just installed into the prefix.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,7 +25,7 @@ from envstore.core.lockfile import LockedPackage
 from envstore.errors import BuildFailure
 from envstore.pipeline.contract import BuildRequest, PackageInfo
 
-__all__ = ["dependencies", "locked", "package_info", "pip_info", "pip_install"]
+__all__ = ["dependencies", "locked", "metadata_size", "package_info", "pip_info", "pip_install"]
 
 Log = Callable[[str], None]
 _DEP = re.compile(r"^\s*([^\s=<>!~]+)\s*(.*?)\s*$")
@@ -133,3 +136,20 @@ def pip_install(
         raise BuildFailure("timeout", str(exc), retryable=True) from None
     if code != 0:
         raise pypi.classify_uv_failure(tail, default_reason="install_failed")
+
+
+def metadata_size(prefix: Path) -> int:
+    """Bytes in ``prefix`` beyond the conda packages' own files: ``conda-meta`` and what pip
+    installed (the sizes of each distribution's ``RECORD``, and the ``RECORD`` itself)."""
+    total = 0
+    meta = prefix / "conda-meta"
+    if meta.is_dir():
+        with os.scandir(meta) as entries:
+            total += sum(e.stat().st_size for e in entries if e.is_file(follow_symlinks=False))
+    for listing in prefix.glob("lib/python*/site-packages/*.dist-info/RECORD"):
+        text = listing.read_text(errors="replace")
+        total += len(text)
+        for row in csv.reader(io.StringIO(text)):
+            if len(row) == 3 and row[2].isdigit():
+                total += int(row[2])
+    return total

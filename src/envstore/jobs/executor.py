@@ -1,19 +1,15 @@
 """Run one claimed build attempt in a child process and record its outcome.
 
-The child (``python -m envstore.pipeline.runner``) runs in its own process group so that a
-cancel or a timeout kills the whole tree (uv and its children included). Its stdout is the
-build log: a reader thread collects lines and the supervising loop appends them to the
-database in chunks, refreshes the heartbeat and watches for cancel requests.
+The build runs in the worker's runner process (:mod:`envstore.jobs.runners`), in its own
+process group so that a cancel or a timeout kills the whole tree (uv and its children
+included). Its stdout is the build log: a reader thread collects lines and the supervising
+loop appends them to the database in chunks, refreshes the heartbeat and watches for cancel
+requests.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from envstore.core.builds import BuildStatus
 from envstore.db.engine import session_scope
 from envstore.errors import NotFound, Unavailable
+from envstore.jobs.events import BuildEvents
+from envstore.jobs.runners import BuildSession, RunnerPool
 from envstore.pipeline.contract import (
     FAILURE_FILE,
     REQUEST_FILE,
@@ -59,16 +57,19 @@ class _Outcome:
 
 class BuildExecutor:
     def __init__(
-        self, settings: Settings, factory: sessionmaker[Session], blobs: BlobStore
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        blobs: BlobStore,
+        events: BuildEvents | None = None,
     ) -> None:
         self.settings = settings
         self.stopping = threading.Event()
-        self._local = threading.local()
-        self._spares: set[subprocess.Popen[bytes]] = set()
-        self._spares_lock = threading.Lock()
+        self.runners = RunnerPool(settings)
         self._stop_deadline = float("inf")
         self.factory = factory
         self.blobs = blobs
+        self.events = events or BuildEvents()
         self.layout = StoreLayout(settings.envs_dir)
 
     def run(self, claimed: svc.ClaimedBuild, worker_id: str) -> None:
@@ -86,11 +87,6 @@ class BuildExecutor:
             base_layer = self.settings.oci_base_layer
             request.oci_base_layer = str(base_layer) if base_layer else None
             request.write(work / REQUEST_FILE)
-            self._log(
-                claimed.id,
-                f"[envstore] build {claimed.id} attempt {claimed.attempt} "
-                f"({claimed.kind}) on {worker_id}\n",
-            )
             outcome = self._supervise(claimed, work, worker_id)
             self._conclude(claimed, outcome, prefix, work)
         except Exception as exc:  # never leave a build BUILDING because of our own bug
@@ -98,7 +94,6 @@ class BuildExecutor:
             self._finish(claimed.id, BuildStatus.FAILED, f"internal_error: {exc}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
-            self._prepare_spare()  # after the build, so it never competes with one for the CPU
 
     def _request(self, claimed: svc.ClaimedBuild, prefix: Path, work: Path) -> BuildRequest:
         store = self.settings.store_dir
@@ -127,70 +122,19 @@ class BuildExecutor:
             run_link_scripts=self.settings.run_link_scripts,
         )
 
-    def _spawn_runner(self) -> subprocess.Popen[bytes]:
-        """A runner in its own session, waiting on stdin for the path of its request."""
-        env = os.environ | {
-            "PYTHONUNBUFFERED": "1",
-            "UV_PYTHON_DOWNLOADS": "never",
-            "NO_COLOR": "1",
-        }
-        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
-        child = subprocess.Popen(
-            [sys.executable, "-m", "envstore.pipeline.runner", "-"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.PIPE,
-            start_new_session=True,
-            env=env,
-            cwd=self.settings.work_dir,
-        )
-        with self._spares_lock:
-            self._spares.add(child)
-        return child
-
-    def _runner(self) -> subprocess.Popen[bytes]:
-        """This worker thread's spare runner (started during its previous build), or a new one.
-
-        Interpreter start-up and imports cost ~0.1 s, a fifth of a small build: paying it ahead
-        of time keeps envstore close to what uv alone takes.
-        """
-        spare: subprocess.Popen[bytes] | None = getattr(self._local, "spare", None)
-        self._local.spare = None
-        if spare is None or spare.poll() is not None:
-            spare = self._spawn_runner()
-        with self._spares_lock:
-            self._spares.discard(spare)
-        return spare
-
-    def _prepare_spare(self) -> None:
-        if not self.stopping.is_set():
-            self._local.spare = self._spawn_runner()
-
-    def close_spares(self) -> None:
-        """Let unused spare runners exit (they read an empty request path)."""
-        with self._spares_lock:
-            spares, self._spares = list(self._spares), set()
-        for spare in spares:
-            with contextlib.suppress(OSError):
-                assert spare.stdin is not None
-                spare.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                spare.wait(timeout=5)
-
     def _supervise(self, claimed: svc.ClaimedBuild, work: Path, worker_id: str) -> _Outcome:
-        child = self._runner()
-        assert child.stdin is not None
-        child.stdin.write(f"{work / REQUEST_FILE}\n".encode())
-        child.stdin.close()
-        lines: list[str] = []
-        lock = threading.Lock()
-        reader = threading.Thread(target=_read_lines, args=(child, lines, lock), daemon=True)
-        reader.start()
+        session = self._send(work / REQUEST_FILE)
+        runner = session.runner
+        self._log(
+            claimed.id,
+            f"[envstore] build {claimed.id} attempt {claimed.attempt} ({claimed.kind}) on "
+            f"{worker_id}, runner pid {runner.pid} (its build {runner.builds})\n",
+        )
         deadline = time.monotonic() + self.settings.build_timeout
         next_beat = 0.0
         outcome = _Outcome(None)
         while True:
-            finished = child.poll() is not None
+            finished = session.done.is_set()
             if not finished and time.monotonic() > deadline:
                 outcome.timed_out = True
             elif not finished and time.monotonic() >= next_beat:
@@ -198,24 +142,40 @@ class BuildExecutor:
                 outcome.canceled = self._beat(claimed.id, worker_id)
             if not finished and self._grace_over():
                 outcome.interrupted = True
-            if outcome.timed_out or outcome.canceled or outcome.interrupted:
-                _kill_group(child)
+            killed = outcome.timed_out or outcome.canceled or outcome.interrupted
+            if killed:
+                runner.kill()
                 finished = True
             if finished:
-                reader.join(timeout=10)
-            self._flush(claimed.id, lines, lock)
+                session.reader.join(timeout=10)
+            self._flush(claimed.id, session)
             if finished:
-                outcome.returncode = child.wait()
+                if session.code is not None and not killed:
+                    outcome.returncode = session.code
+                    self.runners.release(runner, reusable=session.more)
+                else:
+                    runner.kill()  # its output closed: make sure the whole group is gone
+                    outcome.returncode = runner.process.wait()
+                    self.runners.discard(runner)
                 return outcome
-            # Wakes as soon as the child exits, so a quick build is not charged a full tick.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=_FLUSH_SECONDS)
+            # Wakes as soon as the build ends, so a quick build is not charged a full tick.
+            session.done.wait(timeout=_FLUSH_SECONDS)
+
+    def _send(self, request: Path) -> BuildSession:
+        """Hand ``request`` to this worker's runner (a new one if it has gone meanwhile)."""
+        runner = self.runners.acquire()
+        try:
+            return runner.start(request)
+        except OSError:  # it exited between two builds: one fresh try, whose error is real
+            self.runners.discard(runner)
+            return self.runners.acquire().start(request)
 
     def stop(self, grace: float) -> None:
         """Ask running builds to finish within ``grace`` seconds; after that they are killed
         and queued again (W3), without counting the interrupted attempt."""
         self._stop_deadline = time.monotonic() + grace
         self.stopping.set()
+        self.runners.stopping.set()
 
     def _grace_over(self) -> bool:
         return self.stopping.is_set() and time.monotonic() > self._stop_deadline
@@ -227,13 +187,10 @@ class BuildExecutor:
         except Unavailable:
             return False  # a database blip must not fail the build (D1)
 
-    def _flush(self, build_id: int, lines: list[str], lock: threading.Lock) -> None:
-        with lock:
-            text = "".join(lines)
-            lines.clear()
+    def _flush(self, build_id: int, session: BuildSession) -> None:
+        text = session.take_lines()
         if text and not self._log(build_id, text):
-            with lock:  # keep the lines for the next flush: the log loses nothing to a blip
-                lines.insert(0, text)
+            session.put_back(text)  # kept for the next flush: the log loses nothing to a blip
 
     def _log(self, build_id: int, text: str) -> bool:
         """Append to the build log; False (nothing written) while the database is away."""
@@ -242,17 +199,21 @@ class BuildExecutor:
                 svc.append_log(db, build_id, text, self.settings.max_log_bytes)
         except Unavailable:
             return False
+        self.events.changed(build_id)
         return True
 
-    def _durably(self, action: Callable[[Session], T]) -> T:
-        """Run ``action`` in a transaction, retrying while the database is unavailable (D1):
-        a build's outcome is never lost to a database blip, for up to ``db_retry_seconds``."""
+    def _durably(self, build_id: int, action: Callable[[Session], T]) -> T:
+        """Run ``action`` on ``build_id`` in a transaction, retrying while the database is
+        unavailable (D1): a build's outcome is never lost to a database blip, for up to
+        ``db_retry_seconds``."""
         deadline = time.monotonic() + self.settings.db_retry_seconds
         pause = 0.25
         while True:
             try:
                 with session_scope(self.factory) as db:
-                    return action(db)
+                    outcome = action(db)
+                self.events.changed(build_id)
+                return outcome
             except Unavailable:
                 if time.monotonic() + pause > deadline:
                     raise
@@ -268,7 +229,7 @@ class BuildExecutor:
             self._log(
                 claimed.id, "[envstore] server shutting down: build interrupted, queued again\n"
             )
-            self._durably(lambda db: svc.requeue_interrupted(db, claimed.id))
+            self._durably(claimed.id, lambda db: svc.requeue_interrupted(db, claimed.id))
         elif outcome.canceled:
             shutil.rmtree(prefix, ignore_errors=True)
             self._log(claimed.id, "[envstore] build canceled; process tree killed\n")
@@ -313,7 +274,7 @@ class BuildExecutor:
         )
         rows = [(a.artifact_type, a.digest, a.size) for a in stored]
         published, switched = self._durably(
-            lambda db: svc.publish(db, self.blobs, claimed, result, key, rows)
+            claimed.id, lambda db: svc.publish(db, self.blobs, claimed, result, key, rows)
         )
         if not published:
             shutil.rmtree(prefix, ignore_errors=True)
@@ -346,30 +307,10 @@ class BuildExecutor:
     def _retry(self, build_id: int, reason: str) -> None:
         self._log(build_id, f"[envstore] attempt failed: {reason}\n")
         self._durably(
-            lambda db: svc.requeue_or_fail(db, build_id, reason, self.settings.max_build_attempts)
+            build_id,
+            lambda db: svc.requeue_or_fail(db, build_id, reason, self.settings.max_build_attempts),
         )
 
     def _finish(self, build_id: int, status: BuildStatus, info: str) -> None:
         self._log(build_id, f"[envstore] build {status.value}: {info}\n")
-        self._durably(lambda db: svc.finish_failed(db, build_id, status, info))
-
-
-def _read_lines(child: subprocess.Popen[bytes], lines: list[str], lock: threading.Lock) -> None:
-    assert child.stdout is not None
-    for raw in iter(child.stdout.readline, b""):
-        with lock:
-            lines.append(raw.decode(errors="replace"))
-
-
-def _kill_group(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the child's process group, then SIGKILL what is left after a short grace."""
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, sig)
-        try:
-            child.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)  # grandchildren that outlived the leader
-        return
+        self._durably(build_id, lambda db: svc.finish_failed(db, build_id, status, info))

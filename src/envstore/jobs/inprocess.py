@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from envstore.db.engine import session_scope
 from envstore.db.models import utcnow
 from envstore.errors import Unavailable
+from envstore.jobs.events import BuildEvents
 from envstore.jobs.executor import BuildExecutor
 from envstore.services import worker as svc
 from envstore.settings import Settings
@@ -45,11 +46,16 @@ class Queue(Protocol):
 
 class InProcessQueue:
     def __init__(
-        self, settings: Settings, factory: sessionmaker[Session], blobs: BlobStore
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        blobs: BlobStore,
+        events: BuildEvents | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
-        self.executor = BuildExecutor(settings, factory, blobs)
+        self.events = events or BuildEvents()
+        self.executor = BuildExecutor(settings, factory, blobs, self.events)
         self.layout = StoreLayout(settings.envs_dir)
         self._wake = threading.Condition()
         self._stopping = threading.Event()
@@ -83,15 +89,17 @@ class InProcessQueue:
             self._wake.notify_all()
         for thread in self._threads:
             thread.join(timeout=grace + 15)
-        self.executor.close_spares()
+        self.executor.runners.close_all()
 
     def _work(self, worker_id: str) -> None:
+        self.executor.runners.prepare()
         while not self._stopping.is_set():
             try:
                 claimed = self._claim(worker_id)
             except Unavailable:
                 claimed = None
             if claimed is None:
+                self.executor.runners.retire_idle()
                 with self._wake:
                     self._wake.wait(timeout=2.0)
                 continue
@@ -105,6 +113,7 @@ class InProcessQueue:
             for build_id in svc.next_queued(db):
                 claimed = svc.claim(db, build_id, worker_id)
                 if claimed is not None:
+                    self.events.changed(build_id)
                     return claimed
         return None
 

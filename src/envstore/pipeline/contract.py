@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "END_MARK",
     "FAILURE_FILE",
     "REQUEST_FILE",
     "RESULT_FILE",
@@ -20,11 +21,33 @@ __all__ = [
     "BuildRequest",
     "BuildResult",
     "PackageInfo",
+    "end_line",
+    "parse_end",
 ]
 
 REQUEST_FILE = "request.json"
 RESULT_FILE = "result.json"
 FAILURE_FILE = "failure.json"
+
+# A worker's runner serves builds one after another (``python -m envstore.pipeline.runner -``).
+# For each build the worker writes ``"<nonce> <request path>\n"`` on its stdin; the runner
+# prints the build's log on stdout and then one end line, ``END_MARK <nonce> <code> <next>``,
+# where ``next`` is ``more`` (send the next build) or ``exit`` (this runner is leaving). The
+# nonce, never shown to the build's own child processes, keeps a tool's output from faking it.
+END_MARK = "\x1eenvstore-build-end"
+
+
+def end_line(nonce: str, code: int, more: bool) -> str:
+    """The line a runner prints after a build's log."""
+    return f"{END_MARK} {nonce} {code} {'more' if more else 'exit'}"
+
+
+def parse_end(line: str, nonce: str) -> tuple[int, bool] | None:
+    """``(code, more)`` when ``line`` ends the build of ``nonce``, else None."""
+    parts = line.rstrip("\r\n").split(" ")
+    if len(parts) != 4 or parts[0] != END_MARK or parts[1] != nonce or not parts[2].isdigit():
+        return None
+    return int(parts[2]), parts[3] == "more"
 
 
 @dataclass

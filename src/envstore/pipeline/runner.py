@@ -1,9 +1,10 @@
-"""The child process that runs one build: ``python -m envstore.pipeline.runner REQUEST``.
+"""The child process that runs builds: ``python -m envstore.pipeline.runner REQUEST|-``.
 
-It reads a :class:`BuildRequest`, runs the stages for the request's kind, prints its log on
-stdout line by line (the parent streams it into the build log) and leaves exactly one of
-``result.json`` or ``failure.json`` in ``work_dir``; exit code 0 on success, 1 on failure.
-It never touches the database. On failure it removes the prefix it created, so no
+For each build it reads a :class:`BuildRequest`, runs the stages for the request's kind, prints
+its log on stdout line by line (the parent streams it into the build log) and leaves exactly
+one of ``result.json`` or ``failure.json`` in ``work_dir``. With a path it runs that one build
+(exit code 0 on success, 1 on failure); with ``-`` it serves a worker, one build after another
+(see :func:`serve`). It never touches the database. On failure it removes the prefix it created, so no
 half-installed environment remains; a prefix that existed before it started is never touched.
 """
 
@@ -36,12 +37,13 @@ from envstore.pipeline.contract import (
     BuildFailureInfo,
     BuildRequest,
     BuildResult,
+    end_line,
 )
 from envstore.pipeline.install import install_pypi
 from envstore.pipeline.lock import lock_pypi
 from envstore.pipeline.solve import solve_pypi
 
-__all__ = ["build_pypi", "log_line", "main", "stage"]
+__all__ = ["build_pypi", "log_line", "main", "run_one", "serve", "stage"]
 
 Log = Callable[[str], None]
 
@@ -90,16 +92,23 @@ def request_spec(request: BuildRequest) -> EnvironmentSpec:
         raise BuildFailure("invalid_spec", exc.message) from None
 
 
+def _conda_backend() -> Any:
+    """The conda backend module, or None when this installation has none (no py-rattler)."""
+    try:
+        return importlib.import_module("envstore.backends.conda")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("envstore.backends.conda", "rattler"):
+            raise
+        return None
+
+
 def _dispatch(request: BuildRequest, log: Log) -> BuildResult:
     if request.kind == "pypi":
         return build_pypi(request, log)
     if request.kind == "conda":
-        try:
-            conda: Any = importlib.import_module("envstore.backends.conda")
-        except ModuleNotFoundError as exc:
-            if exc.name != "envstore.backends.conda":
-                raise
-            raise BuildFailure("unsupported", "this server has no conda backend") from None
+        conda = _conda_backend()
+        if conda is None:
+            raise BuildFailure("unsupported", "this server has no conda backend")
         result: BuildResult = conda.build(request, log)
         return result
     raise BuildFailure("unsupported", f"unknown environment kind {request.kind!r}")
@@ -178,27 +187,20 @@ def _die_with_parent(interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code (0 success, 1 failure, 2 bad usage)."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m envstore.pipeline.runner REQUEST_JSON|-", file=sys.stderr)
-        return 2
-    # "-": a spare runner, started before its build was known, reads the request path from
-    # stdin; its interpreter start-up and imports are then already paid for.
-    request_path = Path(sys.stdin.readline().strip() if args[0] == "-" else args[0])
-    if request_path == Path():
-        return 2  # the spare was not needed (the worker is stopping)
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(errors="replace", line_buffering=True)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+# Failures after which a serving runner exits instead of taking the next build: its own bug
+# (whatever state it left must not reach another build), or a SIGTERM (cancel, timeout).
+_LEAVE_AFTER = ("internal_error", "terminated")
+
+
+def run_one(request_path: Path) -> BuildResult | BuildFailureInfo:
+    """Run the build that ``request_path`` describes; its log goes to stdout."""
     try:
         request = BuildRequest.read(request_path)
     except (OSError, ValueError, TypeError) as exc:
         info = BuildFailureInfo("internal_error", f"cannot read the build request: {exc}")
         log_line(info.message)
         _write(info, request_path.parent)
-        return 1
+        return info
     os.chdir(request.work_dir)  # also how tools find this build's runner: /proc/PID/cwd
     log_line(f"build {request.build_id} ({request.kind}) → {request.prefix}")
     start = time.monotonic()
@@ -206,7 +208,60 @@ def main(argv: list[str] | None = None) -> int:
     _write(outcome, Path(request.work_dir))
     status = "succeeded" if isinstance(outcome, BuildResult) else "failed"
     log_line(f"== build {status} in {time.monotonic() - start:.2f}s")
-    return 0 if isinstance(outcome, BuildResult) else 1
+    return outcome
+
+
+def serve(requests: io.TextIOBase) -> int:
+    """Run builds one after another, as the worker sends them, until ``requests`` ends.
+
+    The interpreter, the imports and what the backends cache (interpreter discovery, rattler's
+    runtime) are then paid once per runner rather than once per build. After a build that
+    failed for a reason of its own (``internal_error``) or was terminated the runner leaves,
+    so that whatever state that left behind does not reach the next build.
+    """
+    _conda_backend()  # py-rattler's import (~0.09 s) is paid here, while no build waits
+    home = Path.cwd()
+    count = 0
+    while line := requests.readline():
+        nonce, _, path = line.strip().partition(" ")
+        if not nonce or not path:
+            break
+        outcome = run_one(Path(path))
+        count += 1
+        os.chdir(home)  # leave the work directory, which the worker removes
+        more = not (isinstance(outcome, BuildFailureInfo) and outcome.reason in _LEAVE_AFTER)
+        log_line(end_line(nonce, 0 if isinstance(outcome, BuildResult) else 1, more))
+        if not more:
+            break
+    return 0
+
+
+def _private_stdin() -> io.TextIOBase:
+    """The requests pipe on a descriptor the build's child processes do not inherit.
+
+    File descriptor 0 becomes ``/dev/null``: a tool run by a build (an sdist's build script,
+    say) can neither read the next build's request nor learn the nonce that ends a build.
+    """
+    private = os.dup(0)  # non-inheritable, as every descriptor Python creates
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return io.TextIOWrapper(io.FileIO(private, "r"), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``REQUEST_JSON`` runs one build (exit code 0 success, 1 failure), ``-``
+    serves the builds a worker sends on stdin (see ``contract.END_MARK``); 2 is bad usage."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m envstore.pipeline.runner REQUEST_JSON|-", file=sys.stderr)
+        return 2
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace", line_buffering=True)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if args[0] == "-":
+        return serve(_private_stdin())
+    return 0 if isinstance(run_one(Path(args[0])), BuildResult) else 1
 
 
 if __name__ == "__main__":
