@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["MANIFEST", "find_prefix_files", "relocate", "rewrite_bytes"]
+__all__ = ["MANIFEST", "file_mode", "find_prefix_files", "relocate", "rewrite_bytes"]
 
 MANIFEST = ".envstore/relocate.json"
 
@@ -48,11 +48,12 @@ def find_prefix_files(root: Path, prefix: str) -> list[tuple[str, str]]:
                 continue
             data = path.read_bytes()
             if needle in data:
-                found.append((path.relative_to(root).as_posix(), _mode(data)))
+                found.append((path.relative_to(root).as_posix(), file_mode(data)))
     return sorted(found)
 
 
-def _mode(data: bytes) -> str:
+def file_mode(data: bytes) -> str:
+    """How a file embedding the prefix is rewritten: ``binary`` (NUL-padded) or ``text``."""
     return "binary" if b"\0" in data else "text"
 
 
