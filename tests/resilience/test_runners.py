@@ -99,6 +99,7 @@ def test_an_idle_runner_exits_and_the_next_build_starts_another(
 ) -> None:
     server = _server(tmp_path, index, ENVSTORE_RUNNER_IDLE_SECONDS="1").start()
     try:
+        assert _runner_children(server) == []  # none before the first build
         pid, _ = _runner_of(server, _build(server, "ripkg==1.0", "ri"))
         deadline = time.monotonic() + 15  # the worker looks every 2 s when it has no build
         while _runner_children(server) and time.monotonic() < deadline:

@@ -92,7 +92,8 @@ class InProcessQueue:
         self.executor.runners.close_all()
 
     def _work(self, worker_id: str) -> None:
-        self.executor.runners.prepare()
+        # No runner is started ahead of the first build: a server that has not built for
+        # runner_idle_seconds holds no build process (and idles in the API's memory alone).
         while not self._stopping.is_set():
             try:
                 claimed = self._claim(worker_id)

@@ -7,7 +7,8 @@ the second build as fast as the tools themselves allow.
 
 A runner is replaced when it leaves on its own (after an ``internal_error`` or a SIGTERM), when
 the worker kills it (cancel, timeout, shutdown), after ``runner_max_builds`` builds, and when it
-has been idle ``runner_idle_seconds``, so that an idle server holds no build process at all.
+has been idle ``runner_idle_seconds``, so that an idle server holds no build process at all
+(none is started before a worker's first build either).
 Each runner runs in its own session, so that killing it kills every tool a build started.
 """
 
@@ -149,7 +150,7 @@ class RunnerPool:
         return self.settings.runner_idle_seconds > 0
 
     def prepare(self) -> None:
-        """Start this thread's runner ahead of its first build (its imports take a while)."""
+        """Start this thread's runner ahead of its next build (its imports take a while)."""
         if self.reuse and not self.stopping.is_set() and self._mine() is None:
             self._local.runner = self._spawn()
 
