@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     solve_timeout: float = Field(default=600.0, gt=0, description="seconds for the solve stage")
     max_build_attempts: int = Field(default=2, ge=1, le=10)
     heartbeat_interval: float = Field(default=2.0, gt=0)
+    max_long_polls: int = Field(
+        default=1000,
+        ge=0,
+        description="requests that may wait on a build at once (?wait=); more are answered at once",
+    )
     runner_idle_seconds: float = Field(
         default=600.0,
         ge=0,

@@ -37,6 +37,7 @@ from envstore.auth.cookies import CookieSigner
 from envstore.auth.oauth import provider_from_settings
 from envstore.auth.secret import resolve_secret
 from envstore.db.engine import make_engine
+from envstore.jobs.events import BuildEvents
 from envstore.jobs.gc import PeriodicCollector
 from envstore.jobs.inprocess import InProcessQueue, clean_work_dir
 from envstore.settings import Settings
@@ -70,10 +71,15 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     engine = make_engine(settings.resolved_database_url)
     factory = sessionmaker(engine, expire_on_commit=False)
     blobs = make_blob_store(settings)
+    events = BuildEvents()
     queue = (
-        InProcessQueue(settings, factory, blobs) if start_workers and settings.workers > 0 else None
+        InProcessQueue(settings, factory, blobs, events)
+        if start_workers and settings.workers > 0
+        else None
     )
-    state = AppState(settings, engine, factory, blobs, StoreLayout(settings.envs_dir), queue)
+    state = AppState(
+        settings, engine, factory, blobs, StoreLayout(settings.envs_dir), queue, events=events
+    )
     state.signer = CookieSigner(resolve_secret(settings), settings.cookie_max_age)
     state.provider = provider_from_settings(settings)
 

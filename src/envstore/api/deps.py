@@ -12,7 +12,7 @@ route that declares nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
@@ -30,6 +30,7 @@ from envstore.core.permissions import Permission
 from envstore.core.specs import SpecLimits
 from envstore.errors import Forbidden, NotFound, Unavailable
 from envstore.jobs import Queue
+from envstore.jobs.events import BuildEvents
 from envstore.services.access import build_owner
 from envstore.services.common import MAX_PAGE_SIZE, Paging
 from envstore.services.identity import identify
@@ -63,6 +64,18 @@ class AppState:
     queue: Queue | None
     signer: CookieSigner | None = None
     provider: IdentityProvider | None = None
+    events: BuildEvents = field(default_factory=BuildEvents)
+    long_polls: int = 0  # requests waiting on a build now (only touched on the event loop)
+
+    def take_long_poll(self) -> bool:
+        """Count one more waiting request; False (do not wait) at ``max_long_polls``."""
+        if self.long_polls >= self.settings.max_long_polls:
+            return False
+        self.long_polls += 1
+        return True
+
+    def release_long_poll(self) -> None:
+        self.long_polls -= 1
 
     @property
     def cookies(self) -> CookieSigner:
@@ -73,6 +86,7 @@ class AppState:
         """Tell the embedded workers about a queued or canceled build (none when API-only)."""
         if self.queue is not None:
             self.queue.notify(build_id)
+        self.events.changed(build_id)  # a cancel ends a queued build: its waiters answer
 
     @property
     def limits(self) -> SpecLimits:

@@ -303,9 +303,14 @@ class EnvstoreClient:
         params = {"namespace": namespace, "name": name, "status": status}
         return self._paged("build/", params, limit)
 
-    def get_build(self, build_id: int) -> JSONDict:
-        """One build, with the envstore fields (``build_key``, ``prefix``, ``environment``)."""
-        data: JSONDict = self._data("GET", f"build/{build_id}/")
+    def get_build(self, build_id: int, wait: float = 0) -> JSONDict:
+        """One build, with the envstore fields (``build_key``, ``prefix``, ``environment``).
+
+        ``wait``: an unfinished build is answered when its status changes, or after ``wait``
+        seconds (a server without long polls answers at once).
+        """
+        params = {"wait": wait} if wait else None
+        data: JSONDict = self._data("GET", f"build/{build_id}/", params=params)
         return data
 
     def rebuild(self, build_id: int) -> int:
@@ -316,9 +321,16 @@ class EnvstoreClient:
         """Ask the server to cancel; return its message."""
         return str(self._json("PUT", f"build/{build_id}/cancel/").get("message") or "")
 
-    def build_logs(self, build_id: int, offset: int = 0) -> LogChunk:
-        """The log from byte ``offset``; the server says where the next read starts."""
-        response = self._request("GET", f"build/{build_id}/logs/", params={"offset": offset})
+    def build_logs(self, build_id: int, offset: int = 0, wait: float = 0) -> LogChunk:
+        """The log from byte ``offset``; the server says where the next read starts.
+
+        ``wait``: while the build runs and the log has nothing past ``offset``, the server
+        answers when it grows, or after ``wait`` seconds.
+        """
+        params: dict[str, Any] = {"offset": offset}
+        if wait:
+            params["wait"] = wait
+        response = self._request("GET", f"build/{build_id}/logs/", params=params)
         data = response.content
         header = response.headers.get(LOG_OFFSET_HEADER, "")
         next_offset = int(header) if header.isdigit() else offset + len(data)

@@ -1,9 +1,11 @@
 """Following a build to its end: a live status line and the log as it grows.
 
-Used by ``env create --wait``, ``build rebuild --wait`` and ``build logs --follow``. The server
-has no push channel, so this polls ``GET /build/{id}/`` for the state and
-``GET /build/{id}/logs/?offset=N`` for new log bytes about twice a second, the cadence the
-server's log route is designed for. The log goes to stdout, the status spinner to stderr.
+Used by ``env create --wait``, ``build rebuild --wait`` and ``build logs --follow``. It long-polls:
+``GET /build/{id}/logs/?offset=N&wait=S`` answers as soon as the log grows (or the build ends)
+and ``GET /build/{id}/?wait=S`` as soon as the status changes, so lines appear as the build
+writes them and the command returns the moment the build ends. Against a server that answers
+at once (no long polls), it falls back to one round every ``POLL_INTERVAL``. The log goes to
+stdout, the status spinner to stderr.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from envstore.errors import NotFound
 
 __all__ = ["POLL_INTERVAL", "LogStream", "exit_code_for", "follow_build"]
 
-POLL_INTERVAL = 0.5
+POLL_INTERVAL = 0.5  # the least time between two rounds that bring nothing new
+WAIT = 10.0  # seconds one long poll may last
 
 
 class LogStream:
@@ -42,17 +45,19 @@ class LogStream:
         self._emit(self._decoder.decode(data))
         self.offset = next_offset
 
-    def pull(self, client: EnvstoreClient, build_id: int) -> None:
-        """Fetch and write whatever the log gained since the last call.
+    def pull(self, client: EnvstoreClient, build_id: int, wait: float = 0) -> bool:
+        """Fetch and write whatever the log gained since the last call (waiting up to
+        ``wait`` seconds for something to come); True if something came.
 
         A build that has not started has no log yet; the server may answer 404 for it, which
         is not an error while following.
         """
         try:
-            chunk = client.build_logs(build_id, self.offset)
+            chunk = client.build_logs(build_id, self.offset, wait=wait)
         except NotFound:
-            return
+            return False
         self.feed(chunk.data, chunk.next_offset)
+        return bool(chunk.data)
 
     def finish(self) -> None:
         """Flush a dangling partial character at the end of the log."""
@@ -90,14 +95,16 @@ def follow_build(client: EnvstoreClient, build_id: int, *, show_log: bool = True
     console = err_console()
     build = client.get_build(build_id)
     with console.status(f"build {build_id}: {build.get('status')}") as spinner:
-        while True:
-            if show_log:
-                stream.pull(client, build_id)
-            if _is_terminal(build):
-                break
-            time.sleep(POLL_INTERVAL)
-            build = client.get_build(build_id)
+        while not _is_terminal(build):
+            started, status = time.monotonic(), build.get("status")
+            news = stream.pull(client, build_id, wait=WAIT) if show_log else False
+            build = client.get_build(build_id, wait=0 if show_log else WAIT)
             spinner.update(f"build {build_id}: {build.get('status')}")
+            idle = not news and build.get("status") == status
+            if idle and not _is_terminal(build):  # an answer at once with nothing new
+                time.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - started)))
+        if show_log:
+            stream.pull(client, build_id)  # the lines written before the build ended
     stream.finish()
     code = exit_code_for(build)
     line = status_line(build)

@@ -125,13 +125,13 @@ class BuildExecutor:
     def _supervise(self, claimed: svc.ClaimedBuild, work: Path, worker_id: str) -> _Outcome:
         session = self._send(work / REQUEST_FILE)
         runner = session.runner
-        self._log(
-            claimed.id,
+        session.put_back(  # written with the build's first lines: one transaction fewer
             f"[envstore] build {claimed.id} attempt {claimed.attempt} ({claimed.kind}) on "
-            f"{worker_id}, runner pid {runner.pid} (its build {runner.builds})\n",
+            f"{worker_id}, runner pid {runner.pid} (its build {runner.builds})\n"
         )
         deadline = time.monotonic() + self.settings.build_timeout
-        next_beat = 0.0
+        # the claim wrote the first heartbeat; a cancel wakes no one sooner anyway
+        next_beat = time.monotonic() + self.settings.heartbeat_interval
         outcome = _Outcome(None)
         while True:
             finished = session.done.is_set()
@@ -199,7 +199,7 @@ class BuildExecutor:
                 svc.append_log(db, build_id, text, self.settings.max_log_bytes)
         except Unavailable:
             return False
-        self.events.changed(build_id)
+        self.events.changed(build_id, log_only=True)
         return True
 
     def _durably(self, build_id: int, action: Callable[[Session], T]) -> T:
@@ -267,11 +267,12 @@ class BuildExecutor:
             shutil.rmtree(prefix, ignore_errors=True)
             self._finish(claimed.id, BuildStatus.FAILED, f"artifact_upload_failed: {exc}")
             return
-        self._log(
-            claimed.id,
-            f"[envstore] stored {len(result.artifact_files)} artifact file(s) "
-            f"in {time.monotonic() - start:.2f}s\n",
-        )
+        if result.artifact_files:
+            self._log(
+                claimed.id,
+                f"[envstore] stored {len(result.artifact_files)} artifact file(s) "
+                f"in {time.monotonic() - start:.2f}s\n",
+            )
         rows = [(a.artifact_type, a.digest, a.size) for a in stored]
         published, switched = self._durably(
             claimed.id, lambda db: svc.publish(db, self.blobs, claimed, result, key, rows)

@@ -9,6 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from envstore.api.deps import DbSession, On, PageQuery, Require, State
 from envstore.api.schemas import build_out, ok, ok_page, package_out
+from envstore.api.waiting import LogWait, StatusWait
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.services import builds as svc
@@ -46,7 +47,10 @@ def list_builds(
 
 
 @router.get("/build/{build_id}/")
-def get_build(db: DbSession, _who: Reader, state: State, build_id: int) -> dict[str, Any]:
+def get_build(
+    db: DbSession, _who: Reader, state: State, build_id: int, _waited: StatusWait
+) -> dict[str, Any]:
+    """One build; with ``wait=S``, an unfinished build is answered when its status changes."""
     return ok(build_out(svc.load_build(db, build_id), state.layout))
 
 
@@ -107,9 +111,16 @@ def build_packages(
 
 @router.get("/build/{build_id}/logs/", response_class=PlainTextResponse)
 def build_logs(
-    db: DbSession, _who: Reader, build_id: int, offset: Annotated[int, Query(ge=0)] = 0
+    db: DbSession,
+    _who: Reader,
+    build_id: int,
+    _waited: LogWait,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> PlainTextResponse:
-    """The build log from byte ``offset``; ``X-Envstore-Log-Offset`` says where to go on from."""
+    """The build log from byte ``offset``; ``X-Envstore-Log-Offset`` says where to go on from.
+
+    With ``wait=S``, a running build whose log has nothing past ``offset`` is answered when
+    the log grows or the build ends (or after S seconds)."""
     text, next_offset = svc.read_log(db, build_id, offset)
     return PlainTextResponse(text, headers={"X-Envstore-Log-Offset": str(next_offset)})
 
