@@ -29,10 +29,23 @@ package:
 """
 
 
+_OPEN_APPS: list[TestClient] = []
+
+
+def close_apps() -> None:
+    """Give back the database connections of the apps ``client_for`` made (their lifespan,
+    which would dispose the engine, never runs without ``with TestClient(...)``); a full run
+    otherwise holds ~100 idle PostgreSQL connections and meets the server's limit."""
+    while _OPEN_APPS:
+        client = _OPEN_APPS.pop()
+        client.app.state.envstore.engine.dispose()  # type: ignore[attr-defined]
+
+
 def client_for(settings: Settings, *, user: str | None = "admin") -> TestClient:
     """A client on a fresh app, signed in with a token of ``user`` (an administrator whose
     token's primary namespace is ``default``), or anonymous for ``user=None``."""
     client = TestClient(create_app(settings, start_workers=False))
+    _OPEN_APPS.append(client)
     if user is not None:
         token = make_user(client, user, admin=True, primary_namespace="default")
         client.headers["Authorization"] = f"Bearer {token}"
@@ -70,8 +83,9 @@ def submit(
     return int(response.json()["data"]["build_id"])
 
 
-def complete(client: TestClient, build_id: int, version: str = "1.16.0") -> None:
-    """Drive a QUEUED build to COMPLETED through the worker services (no real install)."""
+def complete(client: TestClient, build_id: int, version: str = "1.16.0", extra: int = 0) -> None:
+    """Drive a QUEUED build to COMPLETED through the worker services (no real install), with
+    ``six`` and ``extra`` more packages (``dep0``, ``dep1``...)."""
     state = client.app.state.envstore  # type: ignore[attr-defined]
     with session_scope(state.factory) as db:
         claimed = svc.claim(db, build_id, "test:0:0")
@@ -90,7 +104,19 @@ def complete(client: TestClient, build_id: int, version: str = "1.16.0") -> None
                     f"https://files.example/six-{version}.whl",
                     "ab" * 32,
                     True,
-                )
+                ),
+                *(
+                    PackageInfo(
+                        f"dep{n}",
+                        "1.0",
+                        "pip",
+                        "https://pypi.org/simple",
+                        f"https://x/{n}.whl",
+                        f"{n:064x}",
+                        False,
+                    )
+                    for n in range(extra)
+                ),
             ],
             size=1234,
             python_version="3.11.7",

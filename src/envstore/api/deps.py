@@ -11,12 +11,13 @@ route that declares nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
@@ -103,15 +104,17 @@ async def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-def get_db(state: State) -> Iterator[Session]:
+async def get_db(state: State) -> AsyncIterator[Session]:
+    # async: a new session does no I/O (it connects on first use, in the route's thread), so
+    # only the clean-up, which hands the connection back, needs a thread-pool hop.
     session = state.factory()
     try:
         yield session
     except OperationalError as exc:
-        session.rollback()
+        await run_in_threadpool(session.rollback)
         raise Unavailable(f"database unavailable: {exc.orig}") from exc
     finally:
-        session.close()
+        await run_in_threadpool(session.close)
 
 
 DbSession = Annotated[Session, Depends(get_db)]
@@ -119,6 +122,10 @@ DbSession = Annotated[Session, Depends(get_db)]
 
 def get_principal(request: Request, state: State, db: DbSession) -> Principal:
     """The caller: cookie, then Bearer, then Basic; anonymous when none matches."""
+    return _identify(request, state, db)
+
+
+def _identify(request: Request, state: AppState, db: Session) -> Principal:
     return identify(
         db,
         state.settings,
@@ -194,7 +201,10 @@ def Require(permission: Permission | None, on: On) -> Any:
     if (permission is None) != (on is On.PUBLIC):
         raise ValueError("a PUBLIC route declares no permission; every other route one")
 
-    def require(request: Request, who: Caller, db: DbSession) -> Principal:
+    # One dependency identifies the caller and checks the permission: each sync dependency
+    # is a thread-pool hop of its own on every request.
+    def require(request: Request, state: State, db: DbSession) -> Principal:
+        who = _identify(request, state, db)
         if permission is not None:
             _check(request, db, who, permission, on)
         return who

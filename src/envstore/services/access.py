@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, bindparam, false, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from envstore.auth import Principal
@@ -45,7 +45,9 @@ __all__ = [
     "anonymous",
     "build_owner",
     "entities_of",
+    "principal_for_name",
     "principal_for_user",
+    "signed_in",
     "visible",
     "visible_namespaces",
 ]
@@ -71,38 +73,60 @@ def entities_of(name: str, groups: Iterable[str], primary_namespace: str) -> lis
     ]
 
 
-def principal_for_user(db: Session, settings: Settings, user: User) -> Principal:
-    """The principal of a signed-in user (three small queries)."""
-    groups = tuple(
-        db.scalars(
-            select(Group.name)
-            .join(UserGroup, UserGroup.group_id == Group.id)
-            .where(UserGroup.user_id == user.id)
-            .order_by(Group.name)
-        )
+_GROUPS = (
+    select(Group.name)
+    .join(UserGroup, UserGroup.group_id == Group.id)
+    .where(UserGroup.user_id == bindparam("user_id"))
+    .order_by(Group.name)
+)
+_MAPPED_ROLES = (
+    select(Namespace.name, NamespaceRoleMapping.role)
+    .join(Namespace, Namespace.id == NamespaceRoleMapping.namespace_id)
+    .where(
+        NamespaceRoleMapping.entity.in_(bindparam("entities", expanding=True)),
+        Namespace.deleted_on.is_(None),
     )
-    bindings = set(bindings_from_mapping(settings.user_role_bindings, user.name))
-    bindings |= set(bindings_from_mapping(settings.authenticated_role_bindings, user.name))
+)
+_ENABLED_USER = select(User.id, User.is_admin).where(
+    User.name == bindparam("name"), User.disabled.is_(False)
+)
+
+
+def principal_for_user(db: Session, settings: Settings, user: User) -> Principal:
+    """The principal of a signed-in user (two small queries)."""
+    return signed_in(db, settings, user.id, user.name, is_admin=user.is_admin)
+
+
+def principal_for_name(db: Session, settings: Settings, name: str) -> Principal | None:
+    """The principal of the enabled user ``name`` (three small queries), or None."""
+    row = db.connection().execute(_ENABLED_USER, {"name": name}).first()
+    return signed_in(db, settings, row[0], name, is_admin=row[1]) if row is not None else None
+
+
+def signed_in(
+    db: Session, settings: Settings, user_id: int, name: str, *, is_admin: bool
+) -> Principal:
+    """The principal of a signed-in user given by id and name (two small queries).
+
+    Identity is resolved on every request: the statements are built once and run on the
+    session's connection, without ORM objects."""
+    connection = db.connection()
+    groups = tuple(connection.execute(_GROUPS, {"user_id": user_id}).scalars())
+    bindings = set(bindings_from_mapping(settings.user_role_bindings, name))
+    bindings |= set(bindings_from_mapping(settings.authenticated_role_bindings, name))
     for group in groups:
         bindings |= set(bindings_from_mapping(settings.group_role_bindings.get(group, {})))
-    if user.is_admin:
+    if is_admin:
         bindings.add(RoleBinding("*/*", Role.ADMIN))
-    mapped = db.execute(
-        select(Namespace.name, NamespaceRoleMapping.role)
-        .join(Namespace, Namespace.id == NamespaceRoleMapping.namespace_id)
-        .where(
-            NamespaceRoleMapping.entity.in_(entities_of(user.name, groups, user.name)),
-            Namespace.deleted_on.is_(None),
-        )
-    ).tuples()
-    bindings |= {RoleBinding(f"{ns}/*", parse_role(role)) for ns, role in mapped}
+    mapped = connection.execute(_MAPPED_ROLES, {"entities": entities_of(name, groups, name)})
+    bindings |= {RoleBinding(f"{ns}/*", parse_role(role)) for ns, role in mapped.tuples()}
     return Principal(
-        name=user.name,
-        primary_namespace=user.name,
+        name=name,
+        primary_namespace=name,
         authenticated=True,
         bindings=tuple(sorted(bindings)),
         groups=groups,
-        user_id=user.id,
+        user_id=user_id,
     )
 
 
@@ -174,12 +198,18 @@ def visible_namespaces(db: Session, who: Principal) -> ColumnElement[bool]:
     return and_(clause, one(who.limit)) if who.limit is not None else clause
 
 
+_BUILD_OWNER = (
+    select(Namespace.name, Environment.name)
+    .join(Environment, Environment.namespace_id == Namespace.id)
+    .join(Build, Build.environment_id == Environment.id)
+    .where(Build.id == bindparam("build_id"), Build.deleted_on.is_(None))
+)
+
+
 def build_owner(db: Session, build_id: int) -> tuple[str, str] | None:
-    """``(namespace, environment)`` of a live build, for checking permissions on it."""
-    row = db.execute(
-        select(Namespace.name, Environment.name)
-        .join(Environment, Environment.namespace_id == Namespace.id)
-        .join(Build, Build.environment_id == Environment.id)
-        .where(Build.id == build_id, Build.deleted_on.is_(None))
-    ).first()
+    """``(namespace, environment)`` of a live build, for checking permissions on it.
+
+    It runs before every route on a build: the statement is built once, and runs on the
+    session's connection (no ORM work for two columns)."""
+    row = db.connection().execute(_BUILD_OWNER, {"build_id": build_id}).first()
     return (row[0], row[1]) if row is not None else None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
-from sqlalchemy.orm import Session, defer, selectinload
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
 from envstore.core.builds import TERMINAL, BuildStatus
@@ -21,9 +21,18 @@ from envstore.db.models import (
     Package,
     utcnow,
 )
-from envstore.errors import Conflict, InvalidInput
+from envstore.errors import Conflict, InvalidInput, NotFound
 from envstore.services.access import visible
-from envstore.services.common import Page, Paging, get_build, paginate, where_build_matches
+from envstore.services.common import Page, Paging, get_build, paginate_ids, where_build_matches
+from envstore.services.views import (
+    BuildView,
+    PackageView,
+    build_by_id,
+    build_ids,
+    builds_by_ids,
+    packages_by_ids,
+    rows,
+)
 
 __all__ = [
     "BuildFilters",
@@ -46,37 +55,24 @@ class BuildFilters:
     artifact: str | None = None
 
 
-def _with_details(query: Select[tuple[Build]]) -> Select[tuple[Build]]:
-    # A submitted lockfile can be large and no read route shows it: never load it here.
-    return query.options(
-        defer(Build.lockfile_text),
-        selectinload(Build.specification),
-        selectinload(Build.artifacts),
-        selectinload(Build.environment).joinedload(Environment.namespace),
-    )
+_LIVE_BUILD = select(Build.id).where(Build.id == bindparam("build_id"), Build.deleted_on.is_(None))
 
 
-def load_build(db: Session, build_id: int) -> Build:
-    """A build with its specification, artifacts and environment loaded (three queries)."""
-    build = db.scalar(
-        _with_details(select(Build).where(Build.id == build_id, Build.deleted_on.is_(None)))
-    )
+def load_build(db: Session, build_id: int) -> BuildView:
+    """A build with its specification, artifacts and environment's names (two queries)."""
+    build = build_by_id(db, build_id)
     if build is None:
-        get_build(db, build_id)  # raises NotFound with the usual message
-    assert build is not None
+        raise NotFound(f"build {build_id} not found")
     return build
 
 
-def list_builds(db: Session, filters: BuildFilters, paging: Paging, who: Principal) -> Page[Build]:
-    """The builds ``who`` may read, filtered in SQL."""
-    query = (
-        select(Build)
-        .join(Environment, Build.environment_id == Environment.id)
-        .join(Namespace, Environment.namespace_id == Namespace.id)
-        .where(
-            Build.deleted_on.is_(None),
-            visible(db, who, Permission.ENV_READ, Namespace.name, Environment.name),
-        )
+def list_builds(
+    db: Session, filters: BuildFilters, paging: Paging, who: Principal
+) -> Page[BuildView]:
+    """The builds ``who`` may read, filtered in SQL (four queries whatever the page size)."""
+    query = build_ids().where(
+        Build.deleted_on.is_(None),
+        visible(db, who, Permission.ENV_READ, Namespace.name, Environment.name),
     )
     query = where_build_matches(
         query, status=filters.status, artifact=filters.artifact, packages=filters.packages
@@ -93,7 +89,8 @@ def list_builds(db: Session, filters: BuildFilters, paging: Paging, who: Princip
         "status": Build.status,
         "name": Environment.name,
     }
-    return paginate(db, _with_details(query), paging, sortable, Build.id)
+    page = paginate_ids(db, query, paging, sortable, Build.id)
+    return Page(builds_by_ids(db, page.items), page.page, page.size, page.count)
 
 
 def cancel_build(db: Session, build_id: int) -> Build:
@@ -174,10 +171,12 @@ def build_packages(
     search: str | None = None,
     exact: bool = False,
     build: str | None = None,
-) -> Page[tuple[Package, bool]]:
-    get_build(db, build_id)
+) -> Page[tuple[PackageView, bool]]:
+    if not rows(db, _LIVE_BUILD, build_id=build_id):
+        raise NotFound(f"build {build_id} not found")
     query = (
-        select(Package, BuildPackage.requested)
+        select(Package.id, BuildPackage.requested)
+        .select_from(Package)
         .join(BuildPackage, BuildPackage.package_id == Package.id)
         .join(Channel, Channel.id == Package.channel_id)
         .where(BuildPackage.build_id == build_id)
@@ -187,14 +186,16 @@ def build_packages(
     if build:
         query = query.where(Package.build.contains(build))
     sortable = {"name": Package.name, "version": Package.version, "id": Package.id}
-    count = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    count = rows(db, select(func.count()).select_from(query.subquery()))[0][0]
     columns = [sortable[k] for k in paging.sort_by if k in sortable] or [Package.name]
     if any(k not in sortable for k in paging.sort_by):
         raise InvalidInput(
             f"cannot sort packages by {paging.sort_by}; choose from name, version, id"
         )
     ordered = [c.desc() if paging.order == "desc" else c.asc() for c in columns]
-    rows = db.execute(
-        query.order_by(*ordered).offset((paging.page - 1) * paging.size).limit(paging.size)
-    ).all()
-    return Page([(row[0], bool(row[1])) for row in rows], paging.page, paging.size, count)
+    found = rows(
+        db, query.order_by(*ordered).offset((paging.page - 1) * paging.size).limit(paging.size)
+    )
+    views = packages_by_ids(db, [package_id for package_id, _ in found])
+    items = [(view, bool(requested)) for view, (_, requested) in zip(views, found, strict=True)]
+    return Page(items, paging.page, paging.size, count)

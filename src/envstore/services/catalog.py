@@ -17,7 +17,8 @@ from envstore.core.permissions import Permission
 from envstore.db.models import Build, BuildPackage, Channel, Environment, Namespace, Package
 from envstore.errors import InvalidInput
 from envstore.services.access import visible
-from envstore.services.common import Page, Paging, paginate
+from envstore.services.common import Page, Paging, paginate, paginate_ids
+from envstore.services.views import PackageView, packages_by_ids
 
 __all__ = ["list_channels", "list_packages"]
 
@@ -51,9 +52,13 @@ def list_packages(
     search: str | None,
     exact: bool,
     distinct_on: Sequence[str],
-) -> Page[Package]:
+) -> Page[PackageView]:
     seen = _visible_packages(db, who)
-    query = select(Package).where(Package.id.in_(seen))
+    query = (
+        select(Package.id)
+        .join(Channel, Channel.id == Package.channel_id)
+        .where(Package.id.in_(seen))
+    )
     if search:
         query = query.where(Package.name == search if exact else Package.name.contains(search))
     unknown = [d for d in distinct_on if d not in _DISTINCT]
@@ -69,4 +74,5 @@ def list_packages(
         )
         query = query.where(Package.id.in_(firsts))
     sortable = {"name": Package.name, "version": Package.version, "id": Package.id}
-    return paginate(db, query, paging, sortable, Package.id)
+    page = paginate_ids(db, query, paging, sortable, Package.id)
+    return Page(packages_by_ids(db, page.items), page.page, page.size, page.count)

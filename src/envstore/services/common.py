@@ -22,6 +22,7 @@ __all__ = [
     "get_environment",
     "get_namespace",
     "paginate",
+    "paginate_ids",
     "where_build_matches",
 ]
 
@@ -57,8 +58,29 @@ class Page(Generic[T]):
 def paginate(
     db: Session, query: Select[Any], paging: Paging, sortable: dict[str, Any], default: Any
 ) -> Page[Any]:
-    """Count, sort and slice ``query`` in two queries whatever the page size."""
-    count = db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    """Count, sort and slice ``query`` (of ORM entities) in two queries whatever the page size."""
+    count = db.scalar(_count(query)) or 0
+    found = db.scalars(_slice(query, paging, sortable, default))
+    return Page(list(found.unique()), paging.page, paging.size, count)
+
+
+def paginate_ids(
+    db: Session, query: Select[tuple[int]], paging: Paging, sortable: dict[str, Any], default: Any
+) -> Page[int]:
+    """Count, sort and slice a select of ids in two queries; load the page by id after."""
+    connection = db.connection()
+    count = connection.execute(_count(query)).scalar() or 0
+    ids = connection.execute(_slice(query, paging, sortable, default)).scalars().all()
+    return Page(list(ids), paging.page, paging.size, count)
+
+
+def _count(query: Select[Any]) -> Select[tuple[int]]:
+    return select(func.count()).select_from(query.order_by(None).subquery())
+
+
+def _slice(
+    query: Select[Any], paging: Paging, sortable: dict[str, Any], default: Any
+) -> Select[Any]:
     columns = []
     for key in paging.sort_by:
         if key not in sortable:
@@ -66,10 +88,7 @@ def paginate(
         columns.append(sortable[key])
     columns = columns or [default]
     ordered = [c.desc() if paging.order == "desc" else c.asc() for c in columns]
-    rows = db.scalars(
-        query.order_by(*ordered).offset((paging.page - 1) * paging.size).limit(paging.size)
-    )
-    return Page(list(rows.unique()), paging.page, paging.size, count)
+    return query.order_by(*ordered).offset((paging.page - 1) * paging.size).limit(paging.size)
 
 
 def get_namespace(db: Session, name: str) -> Namespace:

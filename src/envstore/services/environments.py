@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
 from envstore.core.builds import BuildStatus
+from envstore.core.names import validate_name
 from envstore.core.permissions import Permission
 from envstore.core.refs import EnvRef
 from envstore.db.models import (
@@ -27,7 +28,20 @@ from envstore.db.models import (
 from envstore.errors import Conflict, NotFound
 from envstore.services.access import visible
 from envstore.services.builds import load_build
-from envstore.services.common import Page, Paging, get_environment, paginate, where_build_matches
+from envstore.services.common import (
+    Page,
+    Paging,
+    get_environment,
+    paginate_ids,
+    where_build_matches,
+)
+from envstore.services.views import (
+    BuildView,
+    EnvironmentView,
+    environment_by_name,
+    environment_ids,
+    environments_by_ids,
+)
 from envstore.storage.layout import StoreLayout
 
 __all__ = [
@@ -51,29 +65,25 @@ class EnvFilters:
     artifact: str | None = None
 
 
-def _with_current(query: Select[tuple[Environment]]) -> Select[tuple[Environment]]:
-    return query.options(selectinload(Environment.current_build))
-
-
-def load_environment(db: Session, namespace: str, name: str) -> Environment:
-    env = get_environment(db, namespace, name)
-    db.scalar(_with_current(select(Environment).where(Environment.id == env.id)))
+def load_environment(db: Session, namespace: str, name: str) -> EnvironmentView:
+    """An environment with its namespace and current build (one query)."""
+    validate_name(namespace, kind="namespace")
+    validate_name(name, kind="environment name")
+    env = environment_by_name(db, namespace, name)
+    if env is None:
+        raise NotFound(f"environment {namespace}/{name} not found")
     return env
 
 
 def list_environments(
     db: Session, filters: EnvFilters, paging: Paging, who: Principal
-) -> Page[Environment]:
-    """The environments ``who`` may read, filtered in SQL."""
-    query = (
-        select(Environment)
-        .join(Namespace, Environment.namespace_id == Namespace.id)
-        .outerjoin(Build, Build.id == Environment.current_build_id)
-        .where(
-            Environment.deleted_on.is_(None),
-            Namespace.deleted_on.is_(None),
-            visible(db, who, Permission.ENV_READ, Namespace.name, Environment.name),
-        )
+) -> Page[EnvironmentView]:
+    """The environments ``who`` may read, filtered in SQL (three queries whatever the page
+    size)."""
+    query = environment_ids().where(
+        Environment.deleted_on.is_(None),
+        Namespace.deleted_on.is_(None),
+        visible(db, who, Permission.ENV_READ, Namespace.name, Environment.name),
     )
     if filters.search:
         like = f"%{filters.search}%"
@@ -86,12 +96,13 @@ def list_environments(
         query, status=filters.status, artifact=filters.artifact, packages=filters.packages
     )
     sortable = {"name": Environment.name, "namespace": Namespace.name, "id": Environment.id}
-    return paginate(db, _with_current(query), paging, sortable, Environment.id)
+    page = paginate_ids(db, query, paging, sortable, Environment.id)
+    return Page(environments_by_ids(db, page.items), page.page, page.size, page.count)
 
 
 def switch_current_build(
     db: Session, layout: StoreLayout, who: Principal, namespace: str, name: str, build_id: int
-) -> Environment:
+) -> EnvironmentView:
     """Make ``build_id`` (a COMPLETED build of this environment) the current build (rollback)."""
     env = get_environment(db, namespace, name)
     build = db.scalar(
@@ -122,7 +133,7 @@ def switch_current_build(
     return load_environment(db, namespace, name)
 
 
-def update_description(db: Session, namespace: str, name: str, description: str) -> Environment:
+def update_description(db: Session, namespace: str, name: str, description: str) -> EnvironmentView:
     env = get_environment(db, namespace, name)
     env.description = description
     db.commit()
@@ -159,7 +170,7 @@ def delete_environment(
     layout.publish(namespace, name, None)
 
 
-def resolve_ref(db: Session, ref: EnvRef) -> Build:
+def resolve_ref(db: Session, ref: EnvRef) -> BuildView:
     """The build named by ``NS/NAME``, ``NS/NAME@BUILD`` or ``NS/NAME@DATE``."""
     env = get_environment(db, ref.namespace, ref.name)
     label = f"{ref.namespace}/{ref.name}"

@@ -17,9 +17,8 @@ from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
 from envstore.auth.cookies import CookieSigner
-from envstore.services.access import anonymous, principal_for_user
+from envstore.services.access import anonymous, principal_for_name
 from envstore.services.tokens import principal_for_token
-from envstore.services.users import find_user
 from envstore.settings import Settings
 
 __all__ = ["identify", "token_from_header"]
@@ -51,9 +50,9 @@ def identify(
 ) -> Principal:
     if cookie:
         name = signer.read_login(cookie)
-        user = find_user(db, name) if name else None
-        if user is not None and not user.disabled:
-            return principal_for_user(db, settings, user)
+        signed = principal_for_name(db, settings, name) if name else None
+        if signed is not None:
+            return signed
     token = token_from_header(authorization)
     if token:
         found = principal_for_token(db, settings, token)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
@@ -26,7 +26,7 @@ from envstore.core.permissions import (
 )
 from envstore.db.models import ApiToken, User, utcnow
 from envstore.errors import Forbidden, InvalidInput, NotFound
-from envstore.services.access import anonymous, principal_for_user
+from envstore.services.access import anonymous, signed_in
 from envstore.settings import Settings
 
 __all__ = [
@@ -136,22 +136,42 @@ def revoke_token(db: Session, who: Principal, token_id: int) -> None:
     db.commit()
 
 
+_TOKEN = (
+    select(
+        ApiToken.id,
+        ApiToken.user_id,
+        ApiToken.primary_namespace,
+        ApiToken.role_bindings,
+        ApiToken.expires_on,
+        ApiToken.last_used_on,
+        ApiToken.revoked_on,
+        User.name,
+        User.is_admin,
+        User.disabled,
+    )
+    .outerjoin(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
 def principal_for_token(db: Session, settings: Settings, secret: str) -> Principal | None:
-    """The principal a token stands for, or None if unknown, expired, revoked or disabled."""
+    """The principal a token stands for, or None if unknown, expired, revoked or disabled.
+
+    This runs on every request with a token: one statement, built once, reads the token and
+    its user, without ORM objects."""
     if not looks_like_token(secret):
         return None
-    row = db.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    row = db.connection().execute(_TOKEN, {"token_hash": hash_token(secret)}).first()
     now = utcnow()
     if row is None or row.revoked_on is not None or row.expires_on <= now:
         return None
     if row.user_id is None:
         base = anonymous(settings)
+    elif row.name is None or row.disabled:
+        return None
     else:
-        user = db.get(User, row.user_id)
-        if user is None or user.disabled:
-            return None
-        base = principal_for_user(db, settings, user)
-    _touch(db, row, now)
+        base = signed_in(db, settings, row.user_id, row.name, is_admin=row.is_admin)
+    _touch(db, row.id, row.last_used_on, now)
     limit = bindings_from_mapping(row.role_bindings) if row.role_bindings is not None else None
     return Principal(
         name=base.name,
@@ -166,8 +186,8 @@ def principal_for_token(db: Session, settings: Settings, secret: str) -> Princip
     )
 
 
-def _touch(db: Session, row: ApiToken, now: datetime) -> None:
-    if row.last_used_on is not None and now - row.last_used_on < _LAST_USED_GRANULARITY:
+def _touch(db: Session, token_id: int, last_used_on: datetime | None, now: datetime) -> None:
+    if last_used_on is not None and now - last_used_on < _LAST_USED_GRANULARITY:
         return
-    db.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_on=now))
+    db.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_on=now))
     db.commit()

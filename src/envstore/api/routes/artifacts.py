@@ -6,13 +6,13 @@ short-lived presigned URL (S3); there is no static mount of the store.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
 from envstore.api.deps import DbSession, On, Require, State, require_build
-from envstore.api.schemas import ok
+from envstore.api.schemas import JSONBody, ok
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.services import builds as svc
@@ -68,11 +68,11 @@ def build_archive(db: DbSession, _who: BuildReader, state: State, build_id: int)
 @router.get("/build/{build_id}/docker/")
 def build_docker(
     db: DbSession, _who: BuildReader, state: State, request: Request, build_id: int
-) -> dict[str, Any]:
+) -> JSONBody:
     """The pull reference of the build's image in this server's registry (``/v2/``)."""
     build = svc.load_build(db, build_id)
     digest, _ = artifact_digest(db, build_id, "DOCKER_MANIFEST")
-    repository = f"{request.url.netloc}/{build.environment.namespace.name}/{build.environment.name}"
+    repository = f"{request.url.netloc}/{build.namespace}/{build.environment}"
     return ok(
         {
             "image": f"{repository}:{build.build_key}",
@@ -91,7 +91,7 @@ def build_explicit(
 
 
 @router.get("/build/{build_id}/diff/{other_id}/")
-def build_diff(db: DbSession, who: BuildReader, build_id: int, other_id: int) -> dict[str, Any]:
+def build_diff(db: DbSession, who: BuildReader, build_id: int, other_id: int) -> JSONBody:
     """Packages added, removed and changed from build ``build_id`` to build ``other_id``."""
     require_build(db, who, Permission.ENV_READ, other_id)
     svc.load_build(db, other_id)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from envstore.api.deps import DbSession, On, PageQuery, Require, State
-from envstore.api.schemas import build_out, ok, ok_page, package_out
+from envstore.api.schemas import JSONBody, build_out, ok, ok_page, package_out
 from envstore.api.waiting import LogWait, StatusWait
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
@@ -33,7 +33,7 @@ def list_builds(
     name: str | None = None,
     artifact: str | None = None,
     packages: Annotated[list[str] | None, Query()] = None,
-) -> dict[str, Any]:
+) -> JSONBody:
     filters = svc.BuildFilters(
         status or None,
         environment_id,
@@ -49,7 +49,7 @@ def list_builds(
 @router.get("/build/{build_id}/")
 def get_build(
     db: DbSession, _who: Reader, state: State, build_id: int, _waited: StatusWait
-) -> dict[str, Any]:
+) -> JSONBody:
     """One build; with ``wait=S``, an unfinished build is answered when its status changes."""
     return ok(build_out(svc.load_build(db, build_id), state.layout))
 
@@ -60,7 +60,7 @@ def rebuild_build(
     _who: Annotated[Principal, Require(Permission.ENV_UPDATE, On.BUILD)],
     state: State,
     build_id: int,
-) -> dict[str, Any]:
+) -> JSONBody:
     build = rebuild(db, build_id)
     state.wake_workers(build.id)
     return ok({"build_id": build.id}, f"build {build.id} queued to rebuild build {build_id}")
@@ -102,7 +102,7 @@ def build_packages(
     search: str | None = None,
     exact: bool = False,
     build: str | None = None,
-) -> dict[str, Any]:
+) -> JSONBody:
     page = svc.build_packages(
         db, build_id, paging, search=search or None, exact=exact, build=build or None
     )

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from envstore.api.deps import DbSession, On, PageQuery, Require, State
-from envstore.api.schemas import EnvironmentUpdate, build_out, environment_out, ok, ok_page
+from envstore.api.schemas import (
+    EnvironmentUpdate,
+    JSONBody,
+    build_out,
+    environment_out,
+    ok,
+    ok_page,
+)
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.core.refs import parse_ref
@@ -32,7 +39,7 @@ def list_environments(
     status: str | None = None,
     artifact: str | None = None,
     packages: Annotated[list[str] | None, Query()] = None,
-) -> dict[str, Any]:
+) -> JSONBody:
     filters = svc.EnvFilters(
         search or None,
         namespace or None,
@@ -46,7 +53,7 @@ def list_environments(
 
 
 @router.get("/environment/{namespace}/{name}/")
-def get_environment(db: DbSession, _who: Reader, namespace: str, name: str) -> dict[str, Any]:
+def get_environment(db: DbSession, _who: Reader, namespace: str, name: str) -> JSONBody:
     return ok(environment_out(svc.load_environment(db, namespace, name)))
 
 
@@ -58,7 +65,7 @@ def update_environment(
     namespace: str,
     name: str,
     body: EnvironmentUpdate,
-) -> dict[str, Any]:
+) -> JSONBody:
     if body.build_id is None and body.description is None:
         raise InvalidInput("give 'build_id' (to switch the current build) or 'description'")
     env = None
@@ -98,7 +105,7 @@ def environment_lockfile(
 @router.get("/resolve/{namespace}/{name}/")
 def resolve(
     db: DbSession, _who: Reader, state: State, namespace: str, name: str, ref: str = ""
-) -> dict[str, Any]:
+) -> JSONBody:
     """The build named by ``ref``: a build id, a build key, a date or nothing (the current one)."""
     target = f"{namespace}/{name}@{ref}" if ref else f"{namespace}/{name}"
     return ok(build_out(svc.resolve_ref(db, parse_ref(target)), state.layout))

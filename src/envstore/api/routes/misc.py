@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from envstore import __version__
 from envstore.api.deps import DbSession, On, PageQuery, Require
-from envstore.api.schemas import channel_out, ok, ok_page, package_out, ts
+from envstore.api.schemas import JSONBody, channel_out, ok, ok_page, package_out, ts
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.services import catalog
@@ -21,12 +21,12 @@ Reader = Annotated[Principal, Require(Permission.ENV_READ, On.LIST)]
 
 
 @router.get("/")
-def api_status(_who: Anyone) -> dict[str, Any]:
+def api_status(_who: Anyone) -> JSONBody:
     return ok({"version": __version__})
 
 
 @router.get("/permission/")
-def permission(who: Anyone) -> dict[str, Any]:
+def permission(who: Anyone) -> JSONBody:
     """The caller's effective role bindings and the permissions they grant, per pattern."""
     roles: dict[str, list[str]] = {}
     perms: dict[str, set[str]] = {}
@@ -47,12 +47,12 @@ def permission(who: Anyone) -> dict[str, Any]:
 @router.get("/usage/")
 def get_usage(
     db: DbSession, who: Annotated[Principal, Require(Permission.NAMESPACE_READ, On.LIST)]
-) -> dict[str, Any]:
+) -> JSONBody:
     return ok(usage(db, who))
 
 
 @router.get("/channel/")
-def list_channels(db: DbSession, who: Reader, paging: PageQuery) -> dict[str, Any]:
+def list_channels(db: DbSession, who: Reader, paging: PageQuery) -> JSONBody:
     page = catalog.list_channels(db, paging, who)
     return ok_page(page, [channel_out(c) for c in page.items])
 
@@ -65,7 +65,7 @@ def list_packages(
     search: str | None = None,
     exact: bool = False,
     distinct_on: Annotated[list[str] | None, Query()] = None,
-) -> dict[str, Any]:
+) -> JSONBody:
     page = catalog.list_packages(
         db,
         paging,

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from envstore.api.deps import DbSession, On, PageQuery, Require
-from envstore.api.schemas import NamespaceUpdate, namespace_out, ok, ok_page
+from envstore.api.schemas import JSONBody, NamespaceUpdate, namespace_out, ok, ok_page
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.errors import InvalidInput
@@ -44,7 +44,7 @@ def list_namespaces(
     db: DbSession,
     who: Annotated[Principal, Require(P.NAMESPACE_READ, On.LIST)],
     paging: PageQuery,
-) -> dict[str, Any]:
+) -> JSONBody:
     page = svc.list_namespaces(db, paging, who)
     return ok_page(page, [namespace_out(ns) for ns in page.items])
 
@@ -52,7 +52,7 @@ def list_namespaces(
 @router.get("/namespace/{namespace}/")
 def show_namespace(
     db: DbSession, _who: Annotated[Principal, _on_ns(P.NAMESPACE_READ)], namespace: str
-) -> dict[str, Any]:
+) -> JSONBody:
     return ok(_full(db, namespace))
 
 
@@ -70,7 +70,7 @@ def update_namespace(
     who: Annotated[Principal, _on_ns(P.NAMESPACE_UPDATE)],
     namespace: str,
     body: NamespaceUpdate,
-) -> dict[str, Any]:
+) -> JSONBody:
     """Metadata and, when given, the full list of role mappings (needs the mapping rights)."""
     svc.update_namespace(db, namespace, body.metadata)
     if body.role_mappings is not None:
@@ -88,7 +88,7 @@ def update_metadata(
     _who: Annotated[Principal, _on_ns(P.NAMESPACE_UPDATE)],
     namespace: str,
     body: dict[str, Any],
-) -> dict[str, Any]:
+) -> JSONBody:
     svc.update_namespace(db, namespace, body.get("metadata", body))
     return ok(_full(db, namespace), f"namespace {namespace} metadata updated")
 
@@ -104,7 +104,7 @@ def delete_namespace(
 @router.get("/namespace/{namespace}/roles")
 def list_roles(
     db: DbSession, _who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_READ)], namespace: str
-) -> dict[str, Any]:
+) -> JSONBody:
     return ok(roles.list_shared(db, namespace))
 
 
@@ -122,7 +122,7 @@ def get_role(
     _who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_READ)],
     namespace: str,
     other_namespace: str,
-) -> dict[str, Any]:
+) -> JSONBody:
     return ok(roles.get_shared(db, namespace, other_namespace))
 
 
@@ -138,7 +138,7 @@ def create_role(
     _who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_CREATE)],
     namespace: str,
     body: NamespaceRole,
-) -> dict[str, Any]:
+) -> JSONBody:
     roles.share(db, namespace, body.other_namespace, _role_of(body), create=True)
     return ok(roles.get_shared(db, namespace, body.other_namespace), "namespace shared")
 
@@ -149,7 +149,7 @@ def update_role(
     _who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_UPDATE)],
     namespace: str,
     body: NamespaceRole,
-) -> dict[str, Any]:
+) -> JSONBody:
     roles.share(db, namespace, body.other_namespace, _role_of(body), create=False)
     return ok(roles.get_shared(db, namespace, body.other_namespace), "role updated")
 

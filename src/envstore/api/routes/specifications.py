@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from envstore.api.deps import AuthorizedBody, DbSession, On, Require, State
-from envstore.api.schemas import SpecificationCreate, ok
+from envstore.api.schemas import JSONBody, SpecificationCreate, ok
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.errors import Forbidden
@@ -39,7 +39,7 @@ def create_specification(
     body: Annotated[
         SpecificationCreate, AuthorizedBody(SpecificationCreate, Permission.ENV_CREATE, On.ANY)
     ],
-) -> dict[str, Any]:
+) -> JSONBody:
     """Submit a spec (I5: authorised before the body is read, and before the spec is parsed).
 
     The target namespace is inside the body, so the check is in three steps: the caller must

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
 from envstore.api.deps import DbSession, On, Require, State
-from envstore.api.schemas import ok, ts
+from envstore.api.schemas import JSONBody, ok, ts
 from envstore.auth import Principal
 from envstore.db.models import ApiToken
 from envstore.services import tokens as svc
@@ -48,7 +48,7 @@ def token_out(row: ApiToken) -> dict[str, Any]:
 @router.post("/token/")
 def create_token(
     db: DbSession, who: Anyone, state: State, body: Annotated[TokenCreate | None, Body()] = None
-) -> dict[str, Any]:
+) -> JSONBody:
     """A new token; anonymous callers get one with the anonymous bindings (API.md)."""
     body = body or TokenCreate()
     request = svc.TokenRequest(
@@ -62,7 +62,7 @@ def create_token(
 
 
 @router.get("/token/")
-def list_tokens(db: DbSession, who: Anyone) -> dict[str, Any]:
+def list_tokens(db: DbSession, who: Anyone) -> JSONBody:
     return ok([token_out(row) for row in svc.list_tokens(db, who)])
 
 
