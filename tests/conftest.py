@@ -83,3 +83,11 @@ def store_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(store_dir: Path, db_url: str) -> Settings:
     return load_settings(store_dir=store_dir, database_url=db_url, workers=0)
+
+
+@pytest.fixture(autouse=True)
+def _close_test_apps() -> Iterator[None]:
+    yield
+    from tests.integration.helpers import close_apps
+
+    close_apps()
