@@ -39,6 +39,7 @@ bench: dev
 	$(VENV)/bin/python benchmarks/pypi_build.py
 	$(VENV)/bin/python benchmarks/pypi_build.py --no-archives
 	$(VENV)/bin/python benchmarks/conda_build.py
+	$(VENV)/bin/python benchmarks/conda_build.py --packages 120 --files 800
 	$(VENV)/bin/python benchmarks/conda_solve.py
 	$(VENV)/bin/python benchmarks/api_reads.py
 

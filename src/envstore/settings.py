@@ -67,7 +67,9 @@ class Settings(BaseSettings):
         description="requests that may wait on a build at once (?wait=); more are answered at once",
     )
     runner_idle_seconds: float = Field(
-        default=600.0,
+        # a warm runner holds ~65-75 MB (py-rattler's runtime after an install): two of them
+        # would double an idle server's memory, so they leave soon after a burst of builds
+        default=120.0,
         ge=0,
         description="a worker's build process (imports done, caches warm) exits after this "
         "long without a build; 0: one process per build",
