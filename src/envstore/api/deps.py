@@ -1,8 +1,8 @@
 """Request dependencies: the database session, the caller, the server's state, paging, and
 the permission each route declares.
 
-Routes declare what they need with ``Annotated`` aliases (``db: DbSession, who: Caller``) and
-the permission they need with ``Annotated[Principal, Require(Permission.X, On.Y)]``: ``On``
+Routes declare what they need with ``Annotated`` aliases (``db: DbSession, state: State``) and
+the caller and the permission they need with ``Annotated[Principal, Require(Permission.X, On.Y)]``: ``On``
 says which object the permission is checked on, read from the path (or loaded, for a build),
 so the check runs before the route body, before any request body is parsed, and answers the
 same 403 whether the object exists or not. The route table test (tests/security) fails for a
@@ -41,14 +41,12 @@ from envstore.storage import BlobStore, StoreLayout
 __all__ = [
     "AppState",
     "AuthorizedBody",
-    "Caller",
     "DbSession",
     "On",
     "PageQuery",
     "Require",
     "State",
     "declared_permission",
-    "get_principal",
     "require_build",
 ]
 
@@ -120,12 +118,8 @@ async def get_db(state: State) -> AsyncIterator[Session]:
 DbSession = Annotated[Session, Depends(get_db)]
 
 
-def get_principal(request: Request, state: State, db: DbSession) -> Principal:
-    """The caller: cookie, then Bearer, then Basic; anonymous when none matches."""
-    return _identify(request, state, db)
-
-
 def _identify(request: Request, state: AppState, db: Session) -> Principal:
+    """The caller: cookie, then Bearer, then Basic; anonymous when none matches."""
     return identify(
         db,
         state.settings,
@@ -133,9 +127,6 @@ def _identify(request: Request, state: AppState, db: Session) -> Principal:
         request.cookies.get(COOKIE_NAME),
         request.headers.get("authorization"),
     )
-
-
-Caller = Annotated[Principal, Depends(get_principal)]
 
 
 async def get_paging(

@@ -12,12 +12,11 @@ move works. Paths outside the prefix are never written.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from pathlib import Path
 
-__all__ = ["MANIFEST", "file_mode", "find_prefix_files", "relocate", "rewrite_bytes"]
+__all__ = ["MANIFEST", "file_mode", "relocate", "rewrite_bytes"]
 
 MANIFEST = ".envstore/relocate.json"
 
@@ -34,22 +33,6 @@ def rewrite_bytes(data: bytes, old: bytes, new: bytes, mode: str) -> bytes:
         return new + match.group(1) + padding + b"\0"
 
     return re.sub(re.escape(old) + b"([^\0]*?)\0", pad, data)
-
-
-def find_prefix_files(root: Path, prefix: str) -> list[tuple[str, str]]:
-    """Sorted ``(relative path, "text"|"binary")`` of the regular files embedding ``prefix``."""
-    needle = prefix.encode()
-    found = []
-    for directory, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(directory, name)
-            if path.is_symlink() or not path.is_file():
-                continue
-            data = path.read_bytes()
-            if needle in data:
-                found.append((path.relative_to(root).as_posix(), file_mode(data)))
-    return sorted(found)
 
 
 def file_mode(data: bytes) -> str:
