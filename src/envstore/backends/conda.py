@@ -95,9 +95,7 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
         pip_locked = _pip_resolve(spec, python, request, platform, log)
     if pip_locked:
         _pip_install(pip_locked, python, request, log)
-    result = _result(records, pip_locked, channels, spec, requested, request, platform, as_of)
-    result.size = sum(sizes) + conda_records.metadata_size(Path(request.prefix))
-    return result
+    return _result(records, pip_locked, sizes, channels, spec, requested, request, platform, as_of)
 
 
 def virtual_overrides(request: BuildRequest, spec: EnvironmentSpec) -> dict[str, str | None]:
@@ -513,6 +511,7 @@ def _pip_install(
 def _result(
     records: Sequence[rattler.RepoDataRecord],
     pip_locked: Sequence[LockedPackage],
+    sizes: Sequence[int],
     channels: Sequence[str],
     spec: EnvironmentSpec,
     requested: frozenset[str],
@@ -537,7 +536,8 @@ def _result(
         lockfile=lock.to_yaml(),
         pinned_yaml=_pinned_yaml(spec, records, pip_locked, channels),
         packages=sorted(infos, key=lambda i: (i.manager, i.name)),
-        size=0,  # set by the caller from the verified archives' sizes
+        # the bytes the verified archives install, plus conda's and pip's metadata: no walk
+        size=sum(sizes) + conda_records.metadata_size(Path(request.prefix)),
         python_version=python_version,
     )
 

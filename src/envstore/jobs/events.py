@@ -2,9 +2,10 @@
 
 The workers of this process call :meth:`BuildEvents.changed` after every write to a build (a
 log chunk, a status); a waiting request (an asyncio task on the server's event loop, holding
-a future from :meth:`BuildEvents.subscribe`) wakes at once and reads the database again. Nothing is carried but the wake-up, so a missed or extra
-one costs nothing: waiters also re-read on their own every ``poll`` seconds, which is all they
-get when the build runs on another host (no event reaches this process then).
+a future from :meth:`BuildEvents.subscribe`) wakes at once and reads the database again.
+Nothing is carried but the wake-up, so a missed or extra one costs nothing: waiters also
+re-read on their own every ``api.waiting.POLL_SECONDS``, which is all they get when the build
+runs on another host (no event reaches this process then).
 """
 
 from __future__ import annotations

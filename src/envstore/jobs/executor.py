@@ -154,7 +154,8 @@ class BuildExecutor:
                     outcome.returncode = session.code
                     self.runners.release(runner, reusable=session.more)
                 else:
-                    runner.kill()  # its output closed: make sure the whole group is gone
+                    if not killed:  # it died on its own: its tools may outlive it
+                        runner.kill()
                     outcome.returncode = runner.process.wait()
                     self.runners.discard(runner)
                 return outcome

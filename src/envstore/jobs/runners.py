@@ -196,10 +196,6 @@ class RunnerPool:
         for runner in runners:
             runner.retire()
 
-    def pids(self) -> list[int]:
-        with self._lock:
-            return sorted(runner.pid for runner in self._all if runner.alive())
-
     def _mine(self) -> Runner | None:
         runner: Runner | None = getattr(self._local, "runner", None)
         return runner

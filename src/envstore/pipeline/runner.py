@@ -221,13 +221,11 @@ def serve(requests: io.TextIOBase) -> int:
     """
     _conda_backend()  # py-rattler's import (~0.09 s) is paid here, while no build waits
     home = Path.cwd()
-    count = 0
     while line := requests.readline():
         nonce, _, path = line.strip().partition(" ")
         if not nonce or not path:
             break
         outcome = run_one(Path(path))
-        count += 1
         os.chdir(home)  # leave the work directory, which the worker removes
         more = not (isinstance(outcome, BuildFailureInfo) and outcome.reason in _LEAVE_AFTER)
         log_line(end_line(nonce, 0 if isinstance(outcome, BuildResult) else 1, more))
