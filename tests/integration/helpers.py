@@ -11,7 +11,6 @@ from envstore.db.engine import session_scope
 from envstore.pipeline.contract import BuildResult, PackageInfo
 from envstore.services import worker as svc
 from envstore.services.access import principal_for_user
-from envstore.services.artifacts import ensure_stored
 from envstore.services.tokens import TokenRequest, create_token
 from envstore.services.users import add_user, find_user
 from envstore.settings import Settings
@@ -123,7 +122,6 @@ def complete(client: TestClient, build_id: int, version: str = "1.16.0", extra: 
         )
         published, switched = svc.publish(db, state.blobs, claimed, result, str(prefix))
         assert published
-    ensure_stored(state.blobs, [], [result.lockfile, result.pinned_yaml])  # as the worker does
     if switched:
         state.layout.publish(claimed.namespace, claimed.environment, claimed.build_key)
 

@@ -9,15 +9,19 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
 from envstore.db.engine import session_scope
 from envstore.db.models import Build, BuildArtifact, utcnow
-from envstore.services.artifacts import ensure_stored, store_artifact_files
+from envstore.pipeline.contract import BuildResult
+from envstore.services import worker as svc
+from envstore.services.artifacts import store_artifact_files
 from envstore.services.gc import Retention, collect
 from envstore.settings import Settings
-from tests.integration.helpers import client_for, complete, fail, submit
+from envstore.storage.local import LocalBlobStore
+from tests.integration.helpers import LOCK, client_for, complete, fail, submit
 
 
 def _state(client: object) -> object:
@@ -70,10 +74,113 @@ def test_D5_corrupted_artifact_is_refused_by_the_api(settings: Settings) -> None
     assert b"evil" not in bad.content
 
 
+class _PausingBlobs(LocalBlobStore):
+    """The real local store, except that deleting ``digest`` waits until the test releases it:
+    the collector has then decided the blob is unlinked and has not deleted it yet."""
+
+    def __init__(self, root: Path, digest: str) -> None:
+        super().__init__(root)
+        self.digest = digest
+        self.deleting = threading.Event()
+        self.release = threading.Event()
+
+    def delete(self, digest: str) -> None:
+        if digest == self.digest:
+            self.deleting.set()
+            assert self.release.wait(60)
+        super().delete(digest)
+
+
+def _staged_archive(tmp_path: Path, data: bytes) -> list[dict[str, object]]:
+    staged = tmp_path / f"archive-{hashlib.sha256(data).hexdigest()[:8]}"
+    staged.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    return [{"artifact_type": "CONDA_PACK", "path": str(staged), "sha256": digest, "size": 2048}]
+
+
+def _publish(state: Any, build_id: int, files: list[dict[str, object]], blobs: Any) -> bool:
+    """What the worker does after its build process succeeded: upload, then publish."""
+    with session_scope(state.factory) as db:
+        claimed = svc.claim(db, build_id, "test:0:0")
+        assert claimed is not None
+    store_artifact_files(state.blobs, files)
+    result = BuildResult(LOCK.replace("1.16.0", f"{build_id}.0"), "x: 1\n", [], 0, None, files)
+    with session_scope(state.factory) as db:
+        published, _ = svc.publish(db, blobs, claimed, result, f"envs/default/{build_id}")
+    return published
+
+
+def _age(settings: Settings, digest: str) -> None:
+    """Make a blob look an hour old, so that a collection with no grace period takes it."""
+    old = time.time() - 3600
+    os.utime(settings.blobs_dir / digest, (old, old))
+
+
+def test_D6_publish_racing_a_collection_that_decided_to_delete(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The collector has found the uploaded archive unlinked and is about to delete it when a
+    publisher links it: the two are ordered, and the link resolves afterwards. On SQLite and
+    PostgreSQL, every run: the interleaving is forced with a barrier, not left to luck."""
+    client = client_for(settings)
+    state = _state(client)
+    build_id = submit(client)
+    files = _staged_archive(tmp_path, os.urandom(2048))
+    digest = str(files[0]["sha256"])
+    store_artifact_files(state.blobs, files)  # uploaded by a worker whose publish comes later
+    _age(settings, digest)
+    gate = _PausingBlobs(settings.blobs_dir, digest)
+
+    def sweep() -> None:
+        with session_scope(state.factory) as db:
+            collect(db, gate, settings.store_dir, Retention(grace_seconds=0))
+
+    collector = threading.Thread(target=sweep)
+    collector.start()
+    assert gate.deleting.wait(30)  # decided: unlinked, older than the grace period
+    outcome: list[bool] = []
+    publisher = threading.Thread(
+        target=lambda: outcome.append(_publish(state, build_id, files, state.blobs))
+    )
+    publisher.start()
+    publisher.join(timeout=1.0)  # before the fix it linked here, then lost the blob
+    gate.release.set()
+    collector.join(timeout=60)
+    publisher.join(timeout=60)
+    assert outcome == [True]
+    assert state.blobs.exists(digest)
+    archive = client.get(f"/api/v1/build/{build_id}/archive/")
+    assert archive.status_code == 200 and hashlib.sha256(archive.content).hexdigest() == digest
+
+
+def test_D6_publish_after_a_collection_deleted_the_upload_stores_it_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    client = client_for(settings)
+    state = _state(client)
+    build_id = submit(client)
+    files = _staged_archive(tmp_path, b"shared archive bytes")
+    digest = str(files[0]["sha256"])
+
+    store_artifact_files(state.blobs, files)
+    _age(settings, digest)
+    with session_scope(state.factory) as db:
+        report = collect(db, state.blobs, settings.store_dir, Retention(grace_seconds=0))
+    assert digest in report.blobs and not state.blobs.exists(digest)
+    with session_scope(state.factory) as db:
+        claimed = svc.claim(db, build_id, "test:0:0")
+        assert claimed is not None
+        result = BuildResult(LOCK, "x: 1\n", [], 0, None, files)
+        assert svc.publish(db, state.blobs, claimed, result, "envs/x")[0]
+    assert state.blobs.exists(digest)  # stored again from the staged file before linking
+    assert client.get(f"/api/v1/build/{build_id}/archive/").status_code == 200
+
+
 def test_D6_gc_while_builds_publish_never_deletes_a_linked_blob(
     settings: Settings, tmp_path: Path
 ) -> None:
-    """A sweep with no grace period races publishers; after both, every link resolves."""
+    """Sweeps with no grace period run back to back while builds publish (shared and unique
+    archives); afterwards every link resolves."""
     client = client_for(settings)
     state = _state(client)
     stop = threading.Event()
@@ -82,7 +189,7 @@ def test_D6_gc_while_builds_publish_never_deletes_a_linked_blob(
     def sweeper() -> None:
         nonlocal sweeps
         while not stop.is_set():
-            with session_scope(state.factory) as db:  # type: ignore[attr-defined]
+            with session_scope(state.factory) as db:
                 collect(db, state.blobs, settings.store_dir, Retention(grace_seconds=0))
             sweeps += 1
 
@@ -90,46 +197,23 @@ def test_D6_gc_while_builds_publish_never_deletes_a_linked_blob(
     thread.start()
     try:
         for n in range(12):
-            staged = tmp_path / f"archive-{n}"
-            staged.write_bytes(os.urandom(2048) if n % 2 else b"shared archive bytes")
-            digest = hashlib.sha256(staged.read_bytes()).hexdigest()
-            files = [
-                {
-                    "artifact_type": "CONDA_PACK",
-                    "path": str(staged),
-                    "sha256": digest,
-                    "size": staged.stat().st_size,
-                }
-            ]
-            stored = store_artifact_files(state.blobs, files)  # type: ignore[attr-defined]
-            time.sleep(0.01)  # give the sweeper a window between upload and link
+            data = os.urandom(2048) if n % 2 else b"shared archive bytes"
             build_id = submit(client, f"six=={n}.0\n", name=f"env{n % 3}")
-            complete(client, build_id, f"{n}.0")
-            with session_scope(state.factory) as db:  # type: ignore[attr-defined]
-                db.add(
-                    BuildArtifact(
-                        build_id=build_id,
-                        artifact_type="CONDA_PACK",
-                        key=stored[0].digest,
-                        size=stored[0].size,
-                    )
-                )
-                db.commit()
-            ensure_stored(state.blobs, files, [])  # type: ignore[attr-defined]
+            assert _publish(state, build_id, _staged_archive(tmp_path, data), state.blobs)
     finally:
         stop.set()
         thread.join(timeout=60)
     assert sweeps > 3
-    with session_scope(state.factory) as db:  # type: ignore[attr-defined]
+    with session_scope(state.factory) as db:
         collect(db, state.blobs, settings.store_dir, Retention(grace_seconds=0))
         rows = db.execute(
             select(BuildArtifact.build_id, BuildArtifact.artifact_type, BuildArtifact.key)
         ).all()
     linked = [(kind, key) for _, kind, key in rows if len(key) == 64]
     assert len(linked) == 12 * 3
-    missing = [(kind, key) for kind, key in linked if not state.blobs.exists(key)]  # type: ignore[attr-defined]
+    missing = [(kind, key) for kind, key in linked if not state.blobs.exists(key)]
     assert missing == []
-    for build_id, _, _ in rows:
+    for build_id in {row[0] for row in rows}:
         assert client.get(f"/api/v1/build/{build_id}/archive/").status_code == 200
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "ApiToken",
     "Base",
+    "BlobHold",
     "Build",
     "BuildArtifact",
     "BuildLogChunk",
@@ -139,6 +140,17 @@ class BuildArtifact(Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     sha256: Mapped[str | None] = mapped_column(String(64))
     created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BlobHold(Base):
+    """One row per stored blob that a publisher or the garbage collector has touched: the row
+    lock that orders "make sure the blob is there, then link it" against "check it is unlinked,
+    then delete it" (D6). It carries no data beyond when it was last held."""
+
+    __tablename__ = "blob_hold"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    held_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class BuildLogChunk(Base):

@@ -33,7 +33,7 @@ from envstore.pipeline.contract import (
     BuildResult,
 )
 from envstore.services import worker as svc
-from envstore.services.artifacts import ensure_stored, store_artifact_files
+from envstore.services.artifacts import store_artifact_files
 from envstore.services.diff import diff_builds, format_diff, previous_build_id
 from envstore.settings import Settings
 from envstore.storage.blobstore import BlobStore
@@ -263,7 +263,7 @@ class BuildExecutor:
         key = str(prefix.relative_to(self.settings.store_dir))
         start = time.monotonic()
         try:  # upload and verify before the database links anything (D4, no half-written blob)
-            stored = store_artifact_files(self.blobs, result.artifact_files)
+            store_artifact_files(self.blobs, result.artifact_files)
         except (Unavailable, NotFound) as exc:
             shutil.rmtree(prefix, ignore_errors=True)
             self._finish(claimed.id, BuildStatus.FAILED, f"artifact_upload_failed: {exc}")
@@ -274,15 +274,12 @@ class BuildExecutor:
                 f"[envstore] stored {len(result.artifact_files)} artifact file(s) "
                 f"in {time.monotonic() - start:.2f}s\n",
             )
-        rows = [(a.artifact_type, a.digest, a.size) for a in stored]
         published, switched = self._durably(
-            claimed.id, lambda db: svc.publish(db, self.blobs, claimed, result, key, rows)
+            claimed.id, lambda db: svc.publish(db, self.blobs, claimed, result, key)
         )
         if not published:
             shutil.rmtree(prefix, ignore_errors=True)
             return
-        # a GC that listed blobs before this commit may have swept them meanwhile (D6)
-        ensure_stored(self.blobs, result.artifact_files, [result.lockfile, result.pinned_yaml])
         self._log_diff(claimed.id)
         if switched:
             self.layout.publish(claimed.namespace, claimed.environment, claimed.build_key)

@@ -1,8 +1,12 @@
 """Storing and reading a build's artifacts (lockfile, pinned YAML, archive, OCI image).
 
 Artifact files are uploaded (verified by digest) *before* the publishing transaction links them
-to the build, and checked again after it: if the garbage collector removed a blob that was
-not linked yet, it is stored again from the staged file (D6).
+to the build. Inside that transaction, before the links are written, the publisher holds each
+blob's ``blob_hold`` row and checks that the blob is still there, storing it again if not. The
+garbage collector holds the same row from its last "is it linked?" check until its delete has
+committed, so the two are ordered by the database: either the collector deleted first and the
+publisher sees the blob missing and stores it again, or the publisher linked first and the
+collector sees the link (D6). No grace period is needed for that; it only saves re-uploads.
 """
 
 from __future__ import annotations
@@ -11,31 +15,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from envstore.core.lockfile import Lockfile
-from envstore.db.models import BuildArtifact
+from envstore.db.models import BlobHold, BuildArtifact, utcnow
 from envstore.errors import InvalidInput, NotFound
 from envstore.services.common import get_build
 from envstore.storage.blobstore import BlobStore
 
 __all__ = [
-    "StoredArtifact",
+    "StagedBlob",
     "artifact_bytes",
     "artifact_digest",
-    "ensure_stored",
     "explicit_text",
+    "hold_and_verify",
+    "hold_blob",
     "lockfile_text",
     "store_artifact_files",
 ]
 
 
 @dataclass(frozen=True)
-class StoredArtifact:
-    artifact_type: str
+class StagedBlob:
+    """A blob a publisher is about to link, with what it takes to store it (again)."""
+
     digest: str
-    size: int
+    path: Path | None = None  # a staged file, or
+    data: bytes | None = None  # bytes in memory
+
+    def store(self, blobs: BlobStore) -> None:
+        if self.data is not None:
+            blobs.put_bytes(self.data)
+        else:
+            assert self.path is not None
+            blobs.put_file(self.path, self.digest)
 
 
 def artifact_digest(db: Session, build_id: int, artifact_type: str) -> tuple[str, int]:
@@ -72,23 +87,36 @@ def explicit_text(db: Session, blobs: BlobStore, build_id: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def store_artifact_files(blobs: BlobStore, files: list[dict[str, Any]]) -> list[StoredArtifact]:
-    """Upload every staged artifact file (digest verified); return the ones to link."""
-    linked = []
+def store_artifact_files(blobs: BlobStore, files: list[dict[str, Any]]) -> None:
+    """Upload every staged artifact file, digest verified, before anything links them."""
     for item in files:
         blobs.put_file(Path(item["path"]), str(item["sha256"]))
-        if item.get("artifact_type"):
-            linked.append(StoredArtifact(item["artifact_type"], item["sha256"], int(item["size"])))
-    return linked
 
 
-def ensure_stored(blobs: BlobStore, files: list[dict[str, Any]], texts: list[str]) -> int:
-    """After linking: store again whatever a concurrent GC removed; return how many."""
+def hold_blob(db: Session, digest: str) -> None:
+    """Lock blob ``digest``'s ``blob_hold`` row until the transaction ends (creating the row).
+
+    The UPDATE comes first: on SQLite it opens the write transaction, so every read after it
+    sees all that was committed before; on PostgreSQL it waits for any other holder."""
+    now = utcnow()
+    if db.execute(update(BlobHold).where(BlobHold.digest == digest).values(held_on=now)).rowcount:
+        return
+    try:
+        with db.begin_nested():
+            db.add(BlobHold(digest=digest, held_on=now))
+    except IntegrityError:  # another transaction created it meanwhile and has committed
+        db.execute(update(BlobHold).where(BlobHold.digest == digest).values(held_on=now))
+
+
+def hold_and_verify(db: Session, blobs: BlobStore, staged: list[StagedBlob]) -> int:
+    """Inside the publishing transaction, before its links: hold every blob about to be linked
+    and store again any the garbage collector has removed. Returns how many were stored again.
+
+    Rows are held in digest order, as the collector holds them, so two holders never deadlock."""
     restored = 0
-    for item in files:
-        if not blobs.exists(item["sha256"]):
-            blobs.put_file(Path(item["path"]), item["sha256"])
-            restored += 1
-    for text in texts:
-        blobs.put_bytes(text.encode())  # idempotent; refreshes the blob's age
+    for item in sorted({s.digest: s for s in staged}.values(), key=lambda s: s.digest):
+        hold_blob(db, item.digest)
+        if item.data is not None or not blobs.exists(item.digest):
+            restored += item.data is None
+            item.store(blobs)  # in-memory texts are small: storing also refreshes their age
     return restored

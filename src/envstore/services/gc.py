@@ -8,9 +8,11 @@
 2. **Mark** every blob a live build links (and the layers its image manifest names), every live
    build key and every conda package a live build uses.
 3. **Sweep** what is not marked *and* older than the grace period: blobs, prefixes, package
-   cache entries. Writers upload before they link and refresh a blob's age when they reuse it,
-   and re-check after linking (services.artifacts.ensure_stored), so a publish racing the sweep
-   never ends with a dangling link.
+   cache entries. A blob is deleted only in a transaction that holds its ``blob_hold`` row and
+   has checked, after taking it, that no live build links it; publishers hold the same row
+   while they check the blob is there and link it (services.artifacts.hold_and_verify). So a
+   publish racing the sweep never ends with a dangling link, on any database and with any grace
+   period (D6); the grace period only spares uploads that are about to be linked.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from envstore.core.builds import BuildStatus
 from envstore.db.models import (
+    BlobHold,
     Build,
     BuildArtifact,
     BuildLogChunk,
@@ -37,6 +40,7 @@ from envstore.db.models import (
     utcnow,
 )
 from envstore.errors import NotFound
+from envstore.services.artifacts import hold_blob
 from envstore.services.registry import manifest_blobs
 from envstore.storage.blobstore import BlobStore
 from envstore.storage.layout import StoreLayout
@@ -163,32 +167,64 @@ def _expire(db: Session, layout: StoreLayout, builds: list[Build], report: GcRep
     db.commit()
 
 
-def _marked_blobs(db: Session, blobs: BlobStore) -> set[str]:
-    rows = db.execute(
-        select(BuildArtifact.artifact_type, BuildArtifact.key)
-        .join(Build, Build.id == BuildArtifact.build_id)
-        .where(Build.deleted_on.is_(None))
-    ).all()
-    marked = {str(key) for _, key in rows if len(str(key)) == 64}
-    for kind, key in rows:
-        if kind == "DOCKER_MANIFEST":
+_SWEEP_BATCH = 200  # blobs held (and deleted) per transaction
+
+
+class _Marker:
+    """Which blobs live builds reference: artifact rows, and the layers and configs their image
+    manifests name (manifests are content-addressed, so each is read once per collection)."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self._layers: dict[str, set[str]] = {}
+
+    def marked(self, db: Session, among: set[str] | None = None) -> set[str]:
+        live = select(BuildArtifact.key).join(Build, Build.id == BuildArtifact.build_id)
+        live = live.where(Build.deleted_on.is_(None))
+        linked = live if among is None else live.where(BuildArtifact.key.in_(among))
+        marked = {str(key) for key in db.scalars(linked) if len(str(key)) == 64}
+        for manifest in db.scalars(live.where(BuildArtifact.artifact_type == "DOCKER_MANIFEST")):
+            marked |= self._manifest_layers(str(manifest))
+        return marked
+
+    def _manifest_layers(self, digest: str) -> set[str]:
+        if digest not in self._layers:
             try:
-                marked.update(manifest_blobs(blobs.get_bytes(str(key))))
+                self._layers[digest] = set(manifest_blobs(self.blobs.get_bytes(digest)))
             except NotFound:
-                continue
-    return marked
+                self._layers[digest] = set()
+        return self._layers[digest]
 
 
 def _sweep_blobs(db: Session, blobs: BlobStore, cutoff: datetime, report: GcReport) -> None:
+    marker = _Marker(blobs)
     listed = list(blobs.list_blobs())  # listed before marking: a blob stored later is unseen
-    marked = _marked_blobs(db, blobs)
-    for info in listed:
-        if info.digest in marked or info.modified >= cutoff:
-            continue
-        report.blobs.append(info.digest)
-        report.blob_bytes += info.size
-        if not report.dry_run:
-            blobs.delete(info.digest)
+    marked = marker.marked(db)
+    candidates = sorted(
+        (info for info in listed if info.digest not in marked and info.modified < cutoff),
+        key=lambda info: info.digest,  # the order publishers hold rows in: no deadlock
+    )
+    if report.dry_run:
+        for info in candidates:
+            report.blobs.append(info.digest)
+            report.blob_bytes += info.size
+        return
+    for start in range(0, len(candidates), _SWEEP_BATCH):
+        batch = candidates[start : start + _SWEEP_BATCH]
+        db.commit()  # a new transaction whose first statement is a hold (see hold_blob)
+        for info in batch:
+            hold_blob(db, info.digest)
+        # A publisher linking one of these held its row while doing so, so it has committed
+        # by now, and these reads (after the holds) see its links.
+        still = marker.marked(db, {info.digest for info in batch})
+        for info in batch:
+            if info.digest in still:
+                continue
+            blobs.delete(info.digest)  # before the commit that lets publishers hold it again
+            db.execute(delete(BlobHold).where(BlobHold.digest == info.digest))
+            report.blobs.append(info.digest)
+            report.blob_bytes += info.size
+        db.commit()
 
 
 def _sweep_prefixes(db: Session, envs_dir: Path, cutoff: float, report: GcReport) -> None:

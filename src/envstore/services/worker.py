@@ -7,9 +7,10 @@ current build in one transaction; the symlink follows the database, never leads 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select, update
@@ -31,6 +32,7 @@ from envstore.db.models import (
     utcnow,
 )
 from envstore.pipeline.contract import BuildResult, PackageInfo
+from envstore.services.artifacts import StagedBlob, hold_and_verify
 from envstore.storage.blobstore import BlobStore
 
 __all__ = [
@@ -153,30 +155,38 @@ def append_log(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
 
 
 def publish(
-    db: Session,
-    blobs: BlobStore,
-    claimed: ClaimedBuild,
-    result: BuildResult,
-    prefix_key: str,
-    stored: Sequence[tuple[str, str, int]] = (),
+    db: Session, blobs: BlobStore, claimed: ClaimedBuild, result: BuildResult, prefix_key: str
 ) -> tuple[bool, bool]:
     """Record a successful build and make it current when it is the newest.
 
-    Returns (published, switched). Not published if the build was taken away from this worker
-    meanwhile (canceled or requeued), in which case nothing is recorded."""
+    ``result.artifact_files`` must have been uploaded already (store_artifact_files). Returns
+    (published, switched). Not published if the build was taken away from this worker
+    meanwhile (requeued, or canceled: then it is CANCELED here), and nothing is recorded."""
     build = db.get_one(Build, claimed.id)
     if build.status != BuildStatus.BUILDING or build.cancel_requested:
         return False, False
-    lock_digest = blobs.put_bytes(result.lockfile.encode())
-    yaml_digest = blobs.put_bytes(result.pinned_yaml.encode())
+    lock_bytes, yaml_bytes = result.lockfile.encode(), result.pinned_yaml.encode()
+    lock_digest, yaml_digest = _sha256(lock_bytes), _sha256(yaml_bytes)
+    files = result.artifact_files
+    hold_and_verify(  # before the links: a racing garbage collection is ordered by these holds
+        db,
+        blobs,
+        [
+            StagedBlob(lock_digest, data=lock_bytes),
+            StagedBlob(yaml_digest, data=yaml_bytes),
+            *(StagedBlob(str(f["sha256"]), path=Path(f["path"])) for f in files),
+        ],
+    )
     _record_packages(db, claimed.id, result.packages)
+    linked = [(f["artifact_type"], str(f["sha256"]), int(f["size"])) for f in files]
     for kind, key, size, digest in (
-        ("LOCKFILE", lock_digest, len(result.lockfile.encode()), lock_digest),
-        ("YAML", yaml_digest, len(result.pinned_yaml.encode()), yaml_digest),
+        ("LOCKFILE", lock_digest, len(lock_bytes), lock_digest),
+        ("YAML", yaml_digest, len(yaml_bytes), yaml_digest),
         ("LOGS", f"log:{claimed.id}", 0, None),
         ("DIRECTORY", prefix_key, result.size, None),
-        # artifact files uploaded and verified beforehand (archive, image manifest)
-        *((kind, digest, size, digest) for kind, digest, size in stored),
+        # artifact files uploaded and verified beforehand (archive, image manifest); image
+        # layers and configs are held above and reached through the manifest
+        *((kind, digest, size, digest) for kind, digest, size in linked if kind),
     ):
         db.add(
             BuildArtifact(
@@ -203,11 +213,11 @@ def publish(
         )
         env.current_build_id = build.id
     db.commit()
-    # A garbage collection racing this publish may have swept the blobs between their upload
-    # and the commit that links them; storing again is idempotent and closes that window (D6).
-    blobs.put_bytes(result.lockfile.encode())
-    blobs.put_bytes(result.pinned_yaml.encode())
     return True, switched and env.deleted_on is None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _record_packages(db: Session, build_id: int, packages: list[PackageInfo]) -> None:
