@@ -47,7 +47,53 @@ def test_W4_publish_after_cancel_records_nothing(client: TestClient) -> None:
     with session_scope(state.factory) as db:
         published, _ = svc.publish(db, state.blobs, claimed, BuildResult("x", "y", [], 0), "p")
     assert not published
-    assert client.get(f"/api/v1/build/{build_id}/").json()["data"]["build_artifacts"] == []
+    data = client.get(f"/api/v1/build/{build_id}/").json()["data"]
+    assert data["build_artifacts"] == []
+    # W11: the worker's publish was the last step; the build must not stay BUILDING
+    assert data["status"] == "CANCELED" and data["status_info"] == "canceled: by request"
+    again = client.put(f"/api/v1/build/{build_id}/cancel/")
+    assert again.status_code == 409 and "CANCELED" in again.json()["message"]
+
+
+def test_W11_every_way_out_of_a_canceled_build_ends_canceled(client: TestClient) -> None:
+    """A cancel requested while BUILDING wins over whatever ends the attempt: a crash, a lost
+    worker, a shutdown, a failure; and it is never queued (or claimed) again."""
+    ends = [
+        lambda db, i: svc.requeue_or_fail(db, i, "worker_lost: gone", 5),
+        lambda db, i: svc.requeue_interrupted(db, i, "h:1:0"),
+        lambda db, i: svc.finish_failed(db, i, svc.BuildStatus.FAILED, "solve_failed: x"),
+    ]
+    for end in ends:
+        build_id = submit(client)
+        with session_scope(_factory(client)) as db:
+            assert svc.claim(db, build_id, "h:1:0") is not None
+        assert client.put(f"/api/v1/build/{build_id}/cancel/").status_code == 200
+        with session_scope(_factory(client)) as db:
+            end(db, build_id)
+            assert svc.claim(db, build_id, "h:1:0") is None
+            assert build_id not in svc.next_queued(db, 1000)
+        data = client.get(f"/api/v1/build/{build_id}/").json()["data"]
+        assert (data["status"], data["attempt"]) == ("CANCELED", 1)
+
+
+def test_W11_a_terminal_build_stays_terminal_and_a_queued_canceled_one_is_not_claimed(
+    client: TestClient,
+) -> None:
+    build_id = submit(client)
+    with session_scope(_factory(client)) as db:
+        assert svc.claim(db, build_id, "h:1:0") is not None
+        assert svc.finish_failed(db, build_id, svc.BuildStatus.FAILED, "solve_failed: x")
+        # a late report of another worker, or of this one, changes nothing
+        assert not svc.finish_failed(db, build_id, svc.BuildStatus.CANCELED, "canceled: late")
+        assert svc.requeue_or_fail(db, build_id, "worker_lost", 5) != "QUEUED"
+    assert client.get(f"/api/v1/build/{build_id}/").json()["data"]["status"] == "FAILED"
+    # a store left by an older version: QUEUED with its cancel requested
+    queued = submit(client, "six==1.15.0\n")
+    with session_scope(_factory(client)) as db:
+        db.execute(update(Build).where(Build.id == queued).values(cancel_requested=True))
+        db.commit()
+        assert svc.claim(db, queued, "h:1:0") is None
+    assert client.get(f"/api/v1/build/{queued}/").json()["data"]["status"] == "CANCELED"
 
 
 def test_requeue_then_fail_after_max_attempts(client: TestClient) -> None:

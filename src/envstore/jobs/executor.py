@@ -71,9 +71,19 @@ class BuildExecutor:
         self.blobs = blobs
         self.events = events or BuildEvents()
         self.layout = StoreLayout(settings.envs_dir)
+        # worker id -> the build it is running: the reaper's check that a BUILDING build of a
+        # live worker is really being run (if not, it is as lost as one of a dead worker)
+        self.running: dict[str, int] = {}
 
     def run(self, claimed: svc.ClaimedBuild, worker_id: str) -> None:
         """Build ``claimed`` to a terminal state (or back to QUEUED for a retry)."""
+        self.running[worker_id] = claimed.id
+        try:
+            self._run(claimed, worker_id)
+        finally:
+            self.running.pop(worker_id, None)
+
+    def _run(self, claimed: svc.ClaimedBuild, worker_id: str) -> None:
         prefix = self.layout.prefix(claimed.namespace, claimed.build_key)
         work = self.settings.work_dir / f"{claimed.id}-{claimed.attempt}"
         shutil.rmtree(prefix, ignore_errors=True)  # a dead earlier attempt may have left it
@@ -91,7 +101,7 @@ class BuildExecutor:
             self._conclude(claimed, outcome, prefix, work)
         except Exception as exc:  # never leave a build BUILDING because of our own bug
             shutil.rmtree(prefix, ignore_errors=True)
-            self._finish(claimed.id, BuildStatus.FAILED, f"internal_error: {exc}")
+            self._finish(claimed, BuildStatus.FAILED, f"internal_error: {exc}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -230,15 +240,17 @@ class BuildExecutor:
             self._log(
                 claimed.id, "[envstore] server shutting down: build interrupted, queued again\n"
             )
-            self._durably(claimed.id, lambda db: svc.requeue_interrupted(db, claimed.id))
+            self._durably(
+                claimed.id, lambda db: svc.requeue_interrupted(db, claimed.id, claimed.worker_id)
+            )
         elif outcome.canceled:
             shutil.rmtree(prefix, ignore_errors=True)
             self._log(claimed.id, "[envstore] build canceled; process tree killed\n")
-            self._finish(claimed.id, BuildStatus.CANCELED, "canceled: by request")
+            self._finish(claimed, BuildStatus.CANCELED, "canceled: by request")
         elif outcome.timed_out:
             shutil.rmtree(prefix, ignore_errors=True)
             self._finish(
-                claimed.id,
+                claimed,
                 BuildStatus.FAILED,
                 f"timeout: the build ran longer than {self.settings.build_timeout:g} s "
                 "(build_timeout)",
@@ -250,14 +262,14 @@ class BuildExecutor:
             failure = BuildFailureInfo.read(failure_file)
             info = f"{failure.reason}: {failure.message}"
             if failure.retryable:
-                self._retry(claimed.id, info)
+                self._retry(claimed, info)
             else:
-                self._finish(claimed.id, BuildStatus.FAILED, info)
+                self._finish(claimed, BuildStatus.FAILED, info)
         else:
             shutil.rmtree(prefix, ignore_errors=True)
             code = outcome.returncode or 0
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            self._retry(claimed.id, f"worker_lost: the build process {how}")
+            self._retry(claimed, f"worker_lost: the build process {how}")
 
     def _publish(self, claimed: svc.ClaimedBuild, result: BuildResult, prefix: Path) -> None:
         key = str(prefix.relative_to(self.settings.store_dir))
@@ -266,7 +278,7 @@ class BuildExecutor:
             store_artifact_files(self.blobs, result.artifact_files)
         except (Unavailable, NotFound) as exc:
             shutil.rmtree(prefix, ignore_errors=True)
-            self._finish(claimed.id, BuildStatus.FAILED, f"artifact_upload_failed: {exc}")
+            self._finish(claimed, BuildStatus.FAILED, f"artifact_upload_failed: {exc}")
             return
         if result.artifact_files:
             self._log(
@@ -277,8 +289,9 @@ class BuildExecutor:
         published, switched = self._durably(
             claimed.id, lambda db: svc.publish(db, self.blobs, claimed, result, key)
         )
-        if not published:
+        if not published:  # canceled meanwhile (now CANCELED) or no longer this worker's
             shutil.rmtree(prefix, ignore_errors=True)
+            self._log(claimed.id, "[envstore] not published: the build was canceled meanwhile\n")
             return
         self._log_diff(claimed.id)
         if switched:
@@ -303,13 +316,19 @@ class BuildExecutor:
             text = f"diff against the previous build unavailable: {exc}\n"
         self._log(build_id, "[envstore] " + text)
 
-    def _retry(self, build_id: int, reason: str) -> None:
-        self._log(build_id, f"[envstore] attempt failed: {reason}\n")
+    def _retry(self, claimed: svc.ClaimedBuild, reason: str) -> None:
+        self._log(claimed.id, f"[envstore] attempt failed: {reason}\n")
+        attempts = self.settings.max_build_attempts
         self._durably(
-            build_id,
-            lambda db: svc.requeue_or_fail(db, build_id, reason, self.settings.max_build_attempts),
+            claimed.id,
+            lambda db: svc.requeue_or_fail(db, claimed.id, reason, attempts, claimed.worker_id),
         )
 
-    def _finish(self, build_id: int, status: BuildStatus, info: str) -> None:
-        self._log(build_id, f"[envstore] build {status.value}: {info}\n")
-        self._durably(build_id, lambda db: svc.finish_failed(db, build_id, status, info))
+    def _finish(self, claimed: svc.ClaimedBuild, status: BuildStatus, info: str) -> None:
+        """End the build FAILED or CANCELED (CANCELED whenever a cancel was requested), unless
+        it is no longer this worker's: a build reaches exactly one terminal state."""
+        self._log(claimed.id, f"[envstore] build {status.value}: {info}\n")
+        self._durably(
+            claimed.id,
+            lambda db: svc.finish_failed(db, claimed.id, status, info, claimed.worker_id),
+        )

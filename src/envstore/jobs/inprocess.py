@@ -130,9 +130,12 @@ class InProcessQueue:
         cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
         with session_scope(self.factory) as db:
             for build_id, key, namespace, worker_id, beat in svc.building_builds(db):
+                stale = beat is None or beat < cutoff
                 if worker_id in live:
-                    continue
-                if not (_worker_dead(worker_id) or beat is None or beat < cutoff):
+                    # ours: lost only if that worker is not running it (and has not for a while)
+                    if self.executor.running.get(worker_id) == build_id or not stale:
+                        continue
+                elif not (_worker_dead(worker_id) or stale):
                     continue
                 if key:
                     self.layout.remove_prefix(namespace, key)
@@ -141,6 +144,7 @@ class InProcessQueue:
                     build_id,
                     "worker_lost: the worker stopped",
                     self.settings.max_build_attempts,
+                    worker_id,
                 )
                 log.warning("build %s: worker %s lost; now %s", build_id, worker_id, status.value)
         self.notify(0)

@@ -94,26 +94,32 @@ def list_builds(
 
 
 def cancel_build(db: Session, build_id: int) -> Build:
-    """Cancel a queued build at once; ask the worker to kill a running one (W8)."""
+    """Cancel a queued build at once; ask the worker to kill a running one (W8).
+
+    Both are conditional updates, so a cancel racing a claim or the end of the build either
+    lands on the build's current state or is a Conflict, never lost (W11)."""
     build = get_build(db, build_id)
-    if build.status in TERMINAL:
-        raise Conflict(
-            f"build {build_id} is {build.status}; only QUEUED or BUILDING builds can be canceled"
-        )
-    if build.status == BuildStatus.QUEUED:
-        done = db.execute(
+    now = utcnow()
+    queued = db.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)
+        .values(status=BuildStatus.CANCELED, ended_on=now, status_info="canceled: by request")
+    )
+    if queued.rowcount != 1:
+        building = db.execute(
             update(Build)
-            .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)
-            .values(
-                status=BuildStatus.CANCELED, ended_on=utcnow(), status_info="canceled: by request"
-            )
+            .where(Build.id == build_id, Build.status == BuildStatus.BUILDING)
+            .values(cancel_requested=True)
         )
-        if done.rowcount == 1:
-            db.commit()
+        if building.rowcount != 1:
+            db.rollback()
             db.refresh(build)
-            return build
-    build.cancel_requested = True
+            raise Conflict(
+                f"build {build_id} is {build.status}; only QUEUED or BUILDING builds can be "
+                "canceled"
+            )
     db.commit()
+    db.refresh(build)
     return build
 
 

@@ -67,6 +67,7 @@ class ClaimedBuild:
     spec: dict[str, Any]
     as_of: datetime | None
     lockfile_text: str | None
+    worker_id: str = ""
 
 
 def next_queued(db: Session, limit: int = 10) -> list[int]:
@@ -81,11 +82,22 @@ def next_queued(db: Session, limit: int = 10) -> list[int]:
 
 
 def claim(db: Session, build_id: int, worker_id: str) -> ClaimedBuild | None:
-    """Move a QUEUED build to BUILDING for this worker; None if someone else has it."""
+    """Move a QUEUED build to BUILDING for this worker; None if someone else has it.
+
+    A queued build whose cancel was requested (left so by an older version) is CANCELED."""
     now = utcnow()
+    db.execute(
+        update(Build)
+        .where(Build.id == build_id, _OPEN, Build.cancel_requested.is_(True))
+        .values(_CANCELED | {"ended_on": now})
+    )
     result = db.execute(
         update(Build)
-        .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)
+        .where(
+            Build.id == build_id,
+            Build.status == BuildStatus.QUEUED,
+            Build.cancel_requested.is_(False),
+        )
         .values(
             status=BuildStatus.BUILDING,
             worker_id=worker_id,
@@ -117,6 +129,7 @@ def claim(db: Session, build_id: int, worker_id: str) -> ClaimedBuild | None:
         spec.spec,
         build.as_of,
         build.lockfile_text,
+        worker_id,
     )
 
 
@@ -163,7 +176,10 @@ def publish(
     (published, switched). Not published if the build was taken away from this worker
     meanwhile (requeued, or canceled: then it is CANCELED here), and nothing is recorded."""
     build = db.get_one(Build, claimed.id)
-    if build.status != BuildStatus.BUILDING or build.cancel_requested:
+    if build.status != BuildStatus.BUILDING or build.worker_id != claimed.worker_id:
+        return False, False
+    if build.cancel_requested:  # the cancel came after the build process succeeded (W11)
+        _end(db, claimed.id, claimed.worker_id, _CANCELED)
         return False, False
     lock_bytes, yaml_bytes = result.lockfile.encode(), result.pinned_yaml.encode()
     lock_digest, yaml_digest = _sha256(lock_bytes), _sha256(yaml_bytes)
@@ -298,43 +314,76 @@ def _get_or_create(db: Session, lookup: Select[tuple[R]], new: R) -> R:
         return found
 
 
-def finish_failed(db: Session, build_id: int, status: BuildStatus, info: str) -> None:
-    db.execute(
-        update(Build)
-        .where(Build.id == build_id)
-        .values(status=status, status_info=info[:4000], ended_on=utcnow(), worker_id=None)
-    )
+# Not finished yet; every move to a terminal state or back to the queue starts from here.
+_OPEN = Build.status.in_((BuildStatus.QUEUED, BuildStatus.BUILDING))
+_CANCELED = {
+    "status": BuildStatus.CANCELED,
+    "status_info": "canceled: by request",
+    "worker_id": None,
+}
+
+
+def _end(db: Session, build_id: int, worker_id: str | None, values: dict[str, Any]) -> bool:
+    """Move an unfinished build (held by ``worker_id``, when given) to ``values``; False if it
+    was no longer that worker's unfinished build. A build never leaves a terminal state."""
+    query = update(Build).where(Build.id == build_id, _OPEN)
+    if worker_id is not None:
+        query = query.where(Build.worker_id == worker_id)
+    if values["status"] in (BuildStatus.FAILED, BuildStatus.CANCELED):
+        values = values | {"ended_on": utcnow()}
+    done = db.execute(query.values(values)).rowcount == 1
     db.commit()
+    return done
 
 
-def requeue_or_fail(db: Session, build_id: int, reason: str, max_attempts: int) -> BuildStatus:
-    """After a lost or crashed attempt: queue again while attempts remain, else FAILED."""
-    attempt = db.scalar(select(Build.attempt).where(Build.id == build_id)) or 0
-    if attempt < max_attempts:
-        db.execute(
-            update(Build)
-            .where(Build.id == build_id, Build.status == BuildStatus.BUILDING)
-            .values(status=BuildStatus.QUEUED, worker_id=None, status_info=f"requeued: {reason}")
-        )
-        db.commit()
-        return BuildStatus.QUEUED
-    finish_failed(db, build_id, BuildStatus.FAILED, f"{reason} (after {attempt} attempts)")
-    return BuildStatus.FAILED
+def finish_failed(
+    db: Session, build_id: int, status: BuildStatus, info: str, worker_id: str | None = None
+) -> bool:
+    """End an unfinished build as FAILED or CANCELED; a requested cancel wins over a failure."""
+    canceled = db.scalar(select(Build.cancel_requested).where(Build.id == build_id))
+    if canceled:
+        return _end(db, build_id, worker_id, _CANCELED)
+    values = {"status": status, "status_info": info[:4000], "worker_id": None}
+    return _end(db, build_id, worker_id, values)
 
 
-def requeue_interrupted(db: Session, build_id: int) -> None:
-    """Queue again a build interrupted by a shutdown; the interrupted attempt does not count."""
-    db.execute(
-        update(Build)
-        .where(Build.id == build_id, Build.status == BuildStatus.BUILDING)
-        .values(
-            status=BuildStatus.QUEUED,
-            worker_id=None,
-            attempt=Build.attempt - 1,
-            status_info="requeued: interrupted by a server shutdown",
-        )
+def requeue_or_fail(
+    db: Session, build_id: int, reason: str, max_attempts: int, worker_id: str | None = None
+) -> BuildStatus:
+    """After a lost or crashed attempt: queue again while attempts remain, else FAILED. A build
+    whose cancel was requested is CANCELED instead: a canceled build is never requeued (W11).
+    Returns the build's status afterwards (unchanged if it had already ended)."""
+    attempt, canceled = db.execute(
+        select(Build.attempt, Build.cancel_requested).where(Build.id == build_id)
+    ).one()
+    if canceled:
+        _end(db, build_id, worker_id, _CANCELED)
+    elif attempt < max_attempts:
+        requeue = {"status": BuildStatus.QUEUED, "worker_id": None}
+        _end(db, build_id, worker_id, requeue | {"status_info": f"requeued: {reason}"})
+    else:
+        info = f"{reason} (after {attempt} attempts)"
+        finish_failed(db, build_id, BuildStatus.FAILED, info, worker_id)
+    return BuildStatus(str(db.scalar(select(Build.status).where(Build.id == build_id))))
+
+
+def requeue_interrupted(db: Session, build_id: int, worker_id: str | None = None) -> None:
+    """Queue again a build interrupted by a shutdown; the interrupted attempt does not count.
+    A build whose cancel was requested is CANCELED instead."""
+    if db.scalar(select(Build.cancel_requested).where(Build.id == build_id)):
+        _end(db, build_id, worker_id, _CANCELED)
+        return
+    _end(
+        db,
+        build_id,
+        worker_id,
+        {
+            "status": BuildStatus.QUEUED,
+            "worker_id": None,
+            "attempt": Build.attempt - 1,
+            "status_info": "requeued: interrupted by a server shutdown",
+        },
     )
-    db.commit()
 
 
 def building_builds(db: Session) -> list[tuple[int, str, str, str | None, datetime | None]]:
