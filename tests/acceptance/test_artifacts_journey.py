@@ -137,7 +137,7 @@ def test_archive_relocates_and_runs(
         archive.extractall(root, filter="tar")
     output = _relocate_and_probe(root, probe)
     assert output.splitlines()[-1] == f"{expected} {root}"
-    original = str(server.store / "envs")
+    original = str(server.store / "builds")
     leftovers = subprocess.run(
         ["grep", "-rlI", original, str(root)], capture_output=True, text=True
     )

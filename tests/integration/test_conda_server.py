@@ -294,7 +294,7 @@ def test_wrong_hash_in_lockfile_fails_once_and_installs_nothing(
     assert bad["status_info"].startswith("hash_mismatch: liba")
     assert bad["attempt"] == 1
     assert "attempt failed" not in log
-    assert not list((settings.envs_dir / "default").glob(f"*-{bad['id']}-bad"))
+    assert not list((settings.store_dir / "builds" / "default").glob(f"*-{bad['id']}-bad"))
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ def test_D3_disk_full_during_install(small_disk: Path, tmp_path: Path, index: Lo
         done = server.wait_for(second, {"COMPLETED", "FAILED"}, timeout=120)
         assert done["status"] == "FAILED"
         assert done["status_info"].startswith("no_space"), done["status_info"]
-        assert not (small_disk / "store" / "envs" / "default" / done["build_key"]).exists()
+        assert not (small_disk / "store" / "builds" / "default" / done["build_key"]).exists()
 
         assert _tree_digest(prefix) == before
         assert server.api("GET", f"/build/{first['id']}/lockfile/").text == lockfile

@@ -40,7 +40,7 @@ def server(tmp_path: Path, index: LocalIndex) -> Iterator[ServerProcess]:
 
 
 def _prefix(server: ServerProcess, build: dict[str, object]) -> Path:
-    return server.store / "envs" / "default" / str(build["build_key"])
+    return server.store / "builds" / "default" / str(build["build_key"])
 
 
 def test_W8_cancel_while_building(server: ServerProcess, index: LocalIndex) -> None:
@@ -107,8 +107,9 @@ def test_W1_kill9_midbuild(tmp_path: Path, index: LocalIndex) -> None:
         assert link.resolve().name == done["build_key"]
         log = restarted.api("GET", f"/build/{second}/logs/").text
         assert "attempt 1" in log and "attempt 2" in log
-        leftovers = {p.name for p in (server.store / "envs" / "default").iterdir()}
-        assert leftovers == {"w1", good["build_key"], done["build_key"]}
+        assert {p.name for p in (server.store / "envs" / "default").iterdir()} == {"w1"}
+        leftovers = {p.name for p in (server.store / "builds" / "default").iterdir()}
+        assert leftovers == {good["build_key"], done["build_key"]}
         assert not any((server.store / "work").glob(f"{second}-*"))
     finally:
         restarted.stop()

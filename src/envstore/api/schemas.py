@@ -144,10 +144,15 @@ def build_out(build: BuildView, layout: StoreLayout) -> dict[str, Any]:
         for a in build.artifacts
     ]
     data["environment"] = {"namespace": build.namespace, "name": build.environment}
+    data["prefix"] = None
     if build.status == "COMPLETED" and build.build_key:
-        data["prefix"] = str(layout.prefix(build.namespace, build.build_key))
-    else:
-        data["prefix"] = None
+        # where the worker recorded it (an older store's builds stay in the older layout)
+        recorded = [a.key for a in build.artifacts if a.artifact_type == "DIRECTORY"]
+        data["prefix"] = str(
+            layout.store_dir / recorded[0]
+            if recorded
+            else layout.prefix(build.namespace, build.build_key)
+        )
     return data
 
 

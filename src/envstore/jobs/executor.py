@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from envstore.core.builds import BuildStatus
 from envstore.db.engine import session_scope
-from envstore.errors import NotFound, Unavailable
+from envstore.errors import Conflict, NotFound, Unavailable
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.runners import BuildSession, RunnerPool
 from envstore.pipeline.contract import (
@@ -295,7 +295,10 @@ class BuildExecutor:
             return
         self._log_diff(claimed.id)
         if switched:
-            self.layout.publish(claimed.namespace, claimed.environment, claimed.build_key)
+            try:
+                self.layout.publish(claimed.namespace, claimed.environment, claimed.build_key)
+            except Conflict as exc:  # the build is complete; only its link could not be made
+                self._log(claimed.id, f"[envstore] environment link not switched: {exc}\n")
         self._log(
             claimed.id,
             f"[envstore] build {claimed.id} COMPLETED: {len(result.packages)} packages, "

@@ -116,6 +116,7 @@ def switch_current_build(
         raise Conflict(
             f"build {build_id} is {build.status}; only a COMPLETED build can be made current"
         )
+    layout.check_link(namespace, name)  # refused before the database says otherwise
     if env.current_build_id != build.id:
         db.add(
             CurrentBuildSwitch(

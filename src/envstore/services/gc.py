@@ -147,12 +147,13 @@ def _expire(db: Session, layout: StoreLayout, builds: list[Build], report: GcRep
     for build in builds:
         report.builds.append(build.id)
         if build.build_key:
-            prefix = layout.prefix(_namespace_of(db, build), build.build_key)
-            if prefix.exists():
+            namespace = _namespace_of(db, build)
+            prefix = layout.existing_prefix(namespace, build.build_key)
+            if prefix.is_dir():
                 report.prefixes.append(str(prefix))
                 report.prefix_bytes += _tree_size(prefix)
                 if not report.dry_run:
-                    shutil.rmtree(prefix, ignore_errors=True)
+                    layout.remove_prefix(namespace, build.build_key)
         if report.dry_run:
             continue
         # Conditional: a build switched to current meanwhile is not touched.
@@ -227,24 +228,27 @@ def _sweep_blobs(db: Session, blobs: BlobStore, cutoff: datetime, report: GcRepo
         db.commit()
 
 
-def _sweep_prefixes(db: Session, envs_dir: Path, cutoff: float, report: GcReport) -> None:
+def _sweep_prefixes(db: Session, layout: StoreLayout, cutoff: float, report: GcReport) -> None:
+    """Prefixes no live build owns: in ``builds/<ns>/``, and those an older store kept beside
+    the links in ``envs/<ns>/`` (links themselves are symlinks and never swept)."""
     live = set(db.scalars(select(Build.build_key).where(Build.deleted_on.is_(None))))
-    if not envs_dir.is_dir():
-        return
-    for namespace in sorted(envs_dir.iterdir()):
-        if not namespace.is_dir() or namespace.is_symlink():
+    for tree in (layout.builds_dir, layout.envs_dir):
+        if not tree.is_dir() or tree.is_symlink():
             continue
-        for entry in sorted(namespace.iterdir()):
-            if entry.is_symlink() or not entry.is_dir() or entry.name in live:
+        for namespace in sorted(tree.iterdir()):
+            if not namespace.is_dir() or namespace.is_symlink():
                 continue
-            if entry.name.startswith(".") or entry.lstat().st_mtime >= cutoff:
-                continue
-            if str(entry) in report.prefixes:
-                continue
-            report.prefixes.append(str(entry))
-            report.prefix_bytes += _tree_size(entry)
-            if not report.dry_run:
-                shutil.rmtree(entry, ignore_errors=True)
+            for entry in sorted(namespace.iterdir()):
+                if entry.is_symlink() or not entry.is_dir() or entry.name in live:
+                    continue
+                if entry.name.startswith(".") or entry.lstat().st_mtime >= cutoff:
+                    continue
+                if str(entry) in report.prefixes:
+                    continue
+                report.prefixes.append(str(entry))
+                report.prefix_bytes += _tree_size(entry)
+                if not report.dry_run:
+                    shutil.rmtree(entry, ignore_errors=True)
 
 
 def _sweep_package_cache(db: Session, pkgs_dir: Path, cutoff: float, report: GcReport) -> None:
@@ -292,6 +296,6 @@ def collect(
     cutoff_epoch = (cutoff - datetime(1970, 1, 1)).total_seconds()
     # In a dry run the expired builds still hold their blobs, so only their prefixes count.
     _sweep_blobs(db, blobs, cutoff, report)
-    _sweep_prefixes(db, layout.envs_dir, cutoff_epoch, report)
+    _sweep_prefixes(db, layout, cutoff_epoch, report)
     _sweep_package_cache(db, store_dir / "pkgs", cutoff_epoch, report)
     return report
