@@ -152,7 +152,9 @@ def main() -> None:
         root = Path(tmp)
         channel = bench_channel(root / "channel", args.packages, args.files)
         spec = yaml.safe_dump({"channels": [channel.url], "dependencies": ["top"]})
-        ours = envstore_runs(root / "store", spec, args.runs, {"ENVSTORE_BUILD_ARTIFACTS": "[]"})
+        allow = json.dumps([f"file://{root}/"])  # the generated channel's root (I12)
+        settings = {"ENVSTORE_BUILD_ARTIFACTS": "[]", "ENVSTORE_CHANNEL_ALLOW": allow}
+        ours = envstore_runs(root / "store", spec, args.runs, settings)
         full = envstore_runs(root / "store-full", spec, args.runs, {})
         bare_rattler(channel.url, root / "raw-cache", root / "raw-warmup")
         raw = [

@@ -6,7 +6,9 @@ Without a reachable PostgreSQL those runs skip locally and *fail* under ``CI=tru
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,16 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from envstore.settings import Settings, load_settings
+
+# The suite's conda channels are generated under the temporary directory (``envstore.testing``)
+# or served on loopback: allow exactly those, besides https (I12). Servers the tests start
+# inherit this; tests of the allow-list itself set their own.
+os.environ.setdefault(
+    "ENVSTORE_CHANNEL_ALLOW",
+    json.dumps(
+        ["https://", f"file://{Path(tempfile.gettempdir()).resolve()}/", "http://127.0.0.1"]
+    ),
+)
 
 PG_ADMIN_URL = os.environ.get(
     "ENVSTORE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

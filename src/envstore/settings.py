@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from envstore.core.channels import DEFAULT_CHANNEL_ALLOW, ChannelRules
+
 __all__ = ["ChannelCredential", "Settings", "load_settings"]
 
 
@@ -126,6 +128,10 @@ class Settings(BaseSettings):
     channel_alias: str = Field(
         default="https://conda.anaconda.org/", description="where channel names resolve"
     )
+    channel_allow: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CHANNEL_ALLOW),
+        description="channel URL prefixes builds may fetch from (README 'Channels'); JSON list",
+    )
     channel_credentials: dict[str, ChannelCredential] = Field(
         default_factory=dict,
         description="channel URL prefix -> token (bearer) or username/password (basic)",
@@ -181,6 +187,18 @@ class Settings(BaseSettings):
         default="", description="public URL of {prefix}/oauth_callback/ when behind a proxy"
     )
     jupyterhub_url: str = Field(default="", description="e.g. https://hub.example.org")
+
+    @model_validator(mode="after")
+    def _check_channel_allow(self) -> Settings:
+        try:
+            self.channel_rules  # noqa: B018 -- parses every entry
+        except ValueError as exc:
+            raise ValueError(f"ENVSTORE_CHANNEL_ALLOW: {exc}") from None
+        return self
+
+    @property
+    def channel_rules(self) -> ChannelRules:
+        return ChannelRules(self.channel_alias, tuple(self.channel_allow))
 
     @field_validator("url_prefix")
     @classmethod

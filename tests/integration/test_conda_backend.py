@@ -69,7 +69,7 @@ def make_request(tmp_path: Path, channel: ChannelBuilder) -> Callable[..., Build
             uv_cache_dir=str(shared / "uv"),
             conda_pkgs_dir=str(shared / "pkgs"),
             repodata_cache_dir=str(shared / "repodata"),
-            **kwargs,
+            **({"channel_allow": [f"file://{channel.root.parent}/"]} | kwargs),
         )
 
     return make

@@ -32,6 +32,7 @@ from envstore.backends.channels import (
     redact,
 )
 from envstore.backends.conda_archives import ArchiveLimits, check_archive, file_sha256
+from envstore.core.channels import ChannelRules
 from envstore.core.lockfile import LockedPackage, Lockfile
 from envstore.core.specs import EnvironmentSpec, parse_specification
 from envstore.core.yamlsafe import dump_yaml
@@ -56,6 +57,7 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
     ``install_failed``...); the caller owns cleanup of the half-built prefix.
     """
     platform = request.platform or host_platform()
+    _check_allowed(request)  # again in the worker: a rebuild of a spec older than the rule
     client = make_client(request.channel_credentials)
     as_of = request.as_of
     if request.lockfile:
@@ -229,14 +231,30 @@ async def _solve(
         raise BuildFailure("solve_failed", f"invalid package specification: {exc}") from None
 
 
+def _check_allowed(request: BuildRequest) -> None:
+    """BuildFailure ``channel_not_allowed`` unless every channel (and, for a lockfile, every
+    conda package URL) is allowed by the server's ``channel_allow`` (I12)."""
+    rules = ChannelRules(request.channel_alias, tuple(request.channel_allow))
+    try:
+        if request.lockfile:
+            lock = Lockfile.from_text(request.lockfile)
+            rules.urls(lock.channels)
+            for package in lock.packages:
+                if package.manager == "conda":
+                    rules.check_url(package.url, package.url)
+        else:
+            rules.urls(_spec(request.spec).channels)
+    except InvalidSpec as exc:
+        raise BuildFailure("channel_not_allowed", str(exc)) from None
+
+
 def _unreachable(channels: Sequence[str], exc: Exception) -> BuildFailure:
+    """The channel that could not be fetched, and nothing of the error itself: its text can
+    hold a remote server's answer or a local file path, which a user must not probe (I12)."""
     text = str(exc)
     named = [url for url in channels if url.rstrip("/") in text] or list(channels)
-    first = text.splitlines()[-1] if text else type(exc).__name__
     return BuildFailure(
-        "channel_unreachable",
-        f"cannot reach channel {redact(named[0])}: {redact_text(first, channels)}",
-        retryable=True,
+        "channel_unreachable", f"cannot reach channel {redact(named[0])}", retryable=True
     )
 
 

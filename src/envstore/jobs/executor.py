@@ -124,6 +124,7 @@ class BuildExecutor:
             solve_timeout=self.settings.solve_timeout,
             platform=self.settings.conda_platform if claimed.kind == "conda" else None,
             channel_alias=self.settings.channel_alias,
+            channel_allow=list(self.settings.channel_allow),
             channel_credentials={
                 prefix: credential.as_dict()
                 for prefix, credential in self.settings.channel_credentials.items()

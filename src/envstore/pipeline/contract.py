@@ -72,6 +72,7 @@ class BuildRequest:
     platform: str | None = None  # conda subdir, default: the host's
     solve_timeout: float = 600.0
     channel_alias: str = "https://conda.anaconda.org/"
+    channel_allow: list[str] = field(default_factory=lambda: ["https://"])  # ChannelRules.allow
     # channel URL prefix -> {"token"} or {"username", "password"}; secret: never log a request
     channel_credentials: dict[str, dict[str, str]] = field(default_factory=dict)
     virtual_packages: dict[str, str | None] = field(default_factory=dict)  # server-wide overrides

@@ -54,6 +54,7 @@ def solve_specification(
     channel too.
     """
     spec = _validated(query, limits)
+    settings.channel_rules.urls(spec.channels)  # the allow-list (I12), before any fetch
     payload = {
         "channels": list(spec.channels),
         "conda": list(spec.conda),

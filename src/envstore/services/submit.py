@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
 from envstore.core.builds import BuildStatus, build_key
+from envstore.core.channels import ChannelRules
 from envstore.core.lockfile import Lockfile
 from envstore.core.names import validate_name
 from envstore.core.permissions import Permission
@@ -56,9 +57,18 @@ class _Parsed:
     lockfile_text: str | None
 
 
-def submit(db: Session, who: Principal, sub: Submission, limits: SpecLimits) -> Build:
-    """Validate ``sub`` and return the build that will produce it (new or already there)."""
-    parsed = _parse(sub, limits)
+def submit(
+    db: Session,
+    who: Principal,
+    sub: Submission,
+    limits: SpecLimits,
+    channels: ChannelRules | None = None,
+) -> Build:
+    """Validate ``sub`` and return the build that will produce it (new or already there).
+
+    Channels are checked against ``channels`` (the server's allow-list, I12) here, so a refused
+    channel is a 400 naming it and the rule; the worker checks again before fetching."""
+    parsed = _parse(sub, limits, channels or ChannelRules())
     name = validate_name(sub.environment_name or parsed.name or "", kind="environment name")
     ns_name = validate_name(sub.namespace or who.primary_namespace, kind="namespace")
     who.require(Permission.ENV_CREATE, ns_name, name)
@@ -94,7 +104,7 @@ def rebuild(db: Session, build_id: int) -> Build:
     return build
 
 
-def _parse(sub: Submission, limits: SpecLimits) -> _Parsed:
+def _parse(sub: Submission, limits: SpecLimits, rules: ChannelRules) -> _Parsed:
     if len(sub.text.encode()) > limits.max_bytes:
         raise PayloadTooLarge(
             f"specification is over the limit of {limits.max_bytes} bytes (max_spec_bytes)",
@@ -104,12 +114,17 @@ def _parse(sub: Submission, limits: SpecLimits) -> _Parsed:
         lock = Lockfile.from_text(sub.text, max_depth=limits.max_depth)
         if len(lock.packages) > limits.max_packages * 10:
             raise InvalidSpec(f"lockfile lists more than {limits.max_packages * 10} packages")
+        rules.urls(lock.channels)
+        for package in lock.packages:
+            if package.manager == "conda":
+                rules.check_url(package.url, f"{package.url} (of {package.name})")
         kind = "pypi" if all(p.manager == "pip" for p in lock.packages) else "conda"
         data = {"name": sub.environment_name, "lockfile": lock.to_dict()}
         body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(("lockfile:" + body).encode()).hexdigest()
         return _Parsed(sub.environment_name, kind, data, digest, None, lock.to_yaml())
     spec = parse_specification(sub.text, limits)
+    rules.urls(spec.channels)
     if sub.environment_name:
         spec = spec.with_name(sub.environment_name)
     return _Parsed(spec.name, spec.kind, spec.to_dict(), spec.sha256, spec.description, None)
