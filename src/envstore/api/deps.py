@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from envstore.api.params import MAX_PAGE, parse_id
 from envstore.auth import Principal
 from envstore.auth.cookies import COOKIE_NAME, CookieSigner
 from envstore.auth.oauth import IdentityProvider
@@ -130,7 +131,7 @@ def _identify(request: Request, state: AppState, db: Session) -> Principal:
 
 
 async def get_paging(
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1)] = MAX_PAGE_SIZE,
     sort_by: Annotated[list[str] | None, Query()] = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
@@ -173,7 +174,7 @@ def _check(request: Request, db: Session, who: Principal, permission: Permission
     if on is On.ENVIRONMENT:
         who.require(permission, str(params["namespace"]), str(params["name"]))
     if on is On.BUILD:
-        require_build(db, who, permission, int(params["build_id"]))
+        require_build(db, who, permission, parse_id(params["build_id"], "build id"))
 
 
 def require_build(db: Session, who: Principal, permission: Permission, build_id: int) -> None:

@@ -64,7 +64,7 @@ class SpecificationCreate(BaseModel):
 
 
 class EnvironmentUpdate(BaseModel):
-    build_id: int | None = None
+    build_id: int | None = Field(default=None, ge=1, le=2**31 - 1)  # params.MAX_ID
     description: str | None = None
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from envstore.api.deps import AppState, DbSession, State
+from envstore.api.params import MAX_OFFSET, Id
 from envstore.core.builds import TERMINAL, BuildStatus
 from envstore.db.engine import session_scope
 from envstore.services.progress import build_progress
@@ -84,7 +85,7 @@ async def _end_transaction(db: Session) -> None:
 
 
 async def until_status_changes(
-    state: State, db: DbSession, build_id: int, wait: WaitQuery = 0
+    state: State, db: DbSession, build_id: Id, wait: WaitQuery = 0
 ) -> None:
     """Dependency of ``GET /build/{id}/``: declared after the permission check."""
     if wait > 0:
@@ -95,9 +96,9 @@ async def until_status_changes(
 async def until_log_grows(
     state: State,
     db: DbSession,
-    build_id: int,
+    build_id: Id,
     wait: WaitQuery = 0,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> None:
     """Dependency of ``GET /build/{id}/logs/``: declared after the permission check."""
     if wait > 0:

@@ -37,10 +37,15 @@ def parse_ref(text: str) -> EnvRef:
     validate_name(name, kind="environment name")
     if not selector:
         return EnvRef(namespace, name)
-    if selector.isdigit():
+    if selector.isascii() and selector.isdigit():
+        if not 1 <= int(selector) <= 2**31 - 1:  # what the id columns hold (I13)
+            raise InvalidInput(f"build id {selector[:40]!r} is out of range")
         return EnvRef(namespace, name, build_id=int(selector))
     if _DATE.fullmatch(selector):
-        day = datetime.fromisoformat(selector).date()
+        try:
+            day = datetime.fromisoformat(selector).date()
+        except ValueError as exc:
+            raise InvalidInput(f"{selector!r} is not a date: {exc}") from None
         return EnvRef(namespace, name, at=datetime.combine(day, time.max))
     try:
         moment = datetime.fromisoformat(selector)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
 from envstore.api.deps import DbSession, On, Require, State, require_build
+from envstore.api.params import Id
 from envstore.api.schemas import JSONBody, ok
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
@@ -54,7 +55,7 @@ def blob_response(
 
 
 @router.get("/build/{build_id}/archive/")
-def build_archive(db: DbSession, _who: BuildReader, state: State, build_id: int) -> Response:
+def build_archive(db: DbSession, _who: BuildReader, state: State, build_id: Id) -> Response:
     digest, size = artifact_digest(db, build_id, "CONDA_PACK")
     return blob_response(
         state.blobs,
@@ -67,7 +68,7 @@ def build_archive(db: DbSession, _who: BuildReader, state: State, build_id: int)
 
 @router.get("/build/{build_id}/docker/")
 def build_docker(
-    db: DbSession, _who: BuildReader, state: State, request: Request, build_id: int
+    db: DbSession, _who: BuildReader, state: State, request: Request, build_id: Id
 ) -> JSONBody:
     """The pull reference of the build's image in this server's registry (``/v2/``)."""
     build = svc.load_build(db, build_id)
@@ -85,13 +86,13 @@ def build_docker(
 
 @router.get("/build/{build_id}/explicit/", response_class=PlainTextResponse)
 def build_explicit(
-    db: DbSession, _who: BuildReader, state: State, build_id: int
+    db: DbSession, _who: BuildReader, state: State, build_id: Id
 ) -> PlainTextResponse:
     return PlainTextResponse(explicit_text(db, state.blobs, build_id), media_type="text/plain")
 
 
 @router.get("/build/{build_id}/diff/{other_id}/")
-def build_diff(db: DbSession, who: BuildReader, build_id: int, other_id: int) -> JSONBody:
+def build_diff(db: DbSession, who: BuildReader, build_id: Id, other_id: Id) -> JSONBody:
     """Packages added, removed and changed from build ``build_id`` to build ``other_id``."""
     require_build(db, who, Permission.ENV_READ, other_id)
     svc.load_build(db, other_id)

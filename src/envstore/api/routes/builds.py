@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
 from envstore.api.deps import DbSession, On, PageQuery, Require, State
+from envstore.api.params import MAX_OFFSET, Id, OptionalIdQuery
 from envstore.api.schemas import JSONBody, build_out, ok, ok_page, package_out
 from envstore.api.waiting import LogWait, StatusWait
 from envstore.auth import Principal
@@ -28,7 +29,7 @@ def list_builds(
     state: State,
     paging: PageQuery,
     status: str | None = None,
-    environment_id: int | None = None,
+    environment_id: OptionalIdQuery = None,
     namespace: str | None = None,
     name: str | None = None,
     artifact: str | None = None,
@@ -48,7 +49,7 @@ def list_builds(
 
 @router.get("/build/{build_id}/")
 def get_build(
-    db: DbSession, _who: Reader, state: State, build_id: int, _waited: StatusWait
+    db: DbSession, _who: Reader, state: State, build_id: Id, _waited: StatusWait
 ) -> JSONBody:
     """One build; with ``wait=S``, an unfinished build is answered when its status changes."""
     return ok(build_out(svc.load_build(db, build_id), state.layout))
@@ -59,7 +60,7 @@ def rebuild_build(
     db: DbSession,
     _who: Annotated[Principal, Require(Permission.ENV_UPDATE, On.BUILD)],
     state: State,
-    build_id: int,
+    build_id: Id,
 ) -> JSONBody:
     build = rebuild(db, build_id)
     state.wake_workers(build.id)
@@ -71,7 +72,7 @@ def cancel_build(
     db: DbSession,
     _who: Annotated[Principal, Require(Permission.BUILD_CANCEL, On.BUILD)],
     state: State,
-    build_id: int,
+    build_id: Id,
 ) -> dict[str, Any]:
     build = svc.cancel_build(db, build_id)
     state.wake_workers(build.id)
@@ -87,7 +88,7 @@ def cancel_build(
 def delete_build(
     db: DbSession,
     _who: Annotated[Principal, Require(Permission.BUILD_DELETE, On.BUILD)],
-    build_id: int,
+    build_id: Id,
 ) -> dict[str, Any]:
     svc.delete_build(db, build_id)
     return {"status": "ok", "message": f"build {build_id} deleted"}
@@ -98,7 +99,7 @@ def build_packages(
     db: DbSession,
     _who: Reader,
     paging: PageQuery,
-    build_id: int,
+    build_id: Id,
     search: str | None = None,
     exact: bool = False,
     build: str | None = None,
@@ -113,9 +114,9 @@ def build_packages(
 def build_logs(
     db: DbSession,
     _who: Reader,
-    build_id: int,
+    build_id: Id,
     _waited: LogWait,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> PlainTextResponse:
     """The build log from byte ``offset``; ``X-Envstore-Log-Offset`` says where to go on from.
 
@@ -128,14 +129,14 @@ def build_logs(
 @router.get("/build/{build_id}/lockfile/", response_class=PlainTextResponse)
 @router.get("/build/{build_id}/conda-lock.yaml", response_class=PlainTextResponse)
 @router.get("/build/{build_id}/conda-lock.yml", response_class=PlainTextResponse)
-def build_lockfile(db: DbSession, _who: Reader, state: State, build_id: int) -> PlainTextResponse:
+def build_lockfile(db: DbSession, _who: Reader, state: State, build_id: Id) -> PlainTextResponse:
     return PlainTextResponse(
         artifact_bytes(db, state.blobs, build_id, "LOCKFILE"), media_type="text/yaml"
     )
 
 
 @router.get("/build/{build_id}/yaml/", response_class=PlainTextResponse)
-def build_yaml(db: DbSession, _who: Reader, state: State, build_id: int) -> PlainTextResponse:
+def build_yaml(db: DbSession, _who: Reader, state: State, build_id: Id) -> PlainTextResponse:
     data = artifact_bytes(db, state.blobs, build_id, "YAML")
     return PlainTextResponse(
         data,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
 
 from envstore.api.deps import DbSession, On, Require, State
+from envstore.api.params import Id
 from envstore.api.schemas import JSONBody, ok, ts
 from envstore.auth import Principal
 from envstore.db.models import ApiToken
@@ -67,6 +68,6 @@ def list_tokens(db: DbSession, who: Anyone) -> JSONBody:
 
 
 @router.delete("/token/{token_id}/")
-def revoke_token(db: DbSession, who: Anyone, token_id: int) -> dict[str, Any]:
+def revoke_token(db: DbSession, who: Anyone, token_id: Id) -> dict[str, Any]:
     svc.revoke_token(db, who, token_id)
     return {"status": "ok", "message": f"token {token_id} revoked"}
