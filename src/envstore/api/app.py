@@ -21,7 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envstore import __version__, errors
 from envstore.api import registry
+from envstore.api.csrf import CsrfMiddleware
 from envstore.api.deps import AppState
+from envstore.api.logins import LoginGuard
 from envstore.api.middleware import BodyLimitMiddleware, QuerySlashMiddleware
 from envstore.api.routes import artifacts as artifact_routes
 from envstore.api.routes import (
@@ -56,6 +58,7 @@ _STATUS: list[tuple[type[errors.EnvstoreError], int]] = [
     (errors.InvalidInput, 400),
     (errors.PolicyViolation, 400),
     (errors.Unavailable, 503),
+    (errors.TooManyRequests, 429),
     (errors.BuildFailure, 400),
 ]
 
@@ -81,6 +84,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
         settings, engine, factory, blobs, StoreLayout(settings.envs_dir), queue, events=events
     )
     state.signer = CookieSigner(resolve_secret(settings), settings.cookie_max_age)
+    state.login_guard = LoginGuard(settings)
     state.provider = provider_from_settings(settings)
 
     @asynccontextmanager
@@ -96,6 +100,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
             collector.stop()
         if queue is not None:
             queue.stop()
+        state.logins.close()
         engine.dispose()
 
     prefix = settings.url_prefix
@@ -116,6 +121,9 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     app.include_router(auth.router, prefix=prefix)
     _health_routes(app, state, prefix)
     _error_handlers(app)
+    app.add_middleware(
+        CsrfMiddleware, prefix=prefix, allowed_origins=settings.cors_origins, signer=state.cookies
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=2 * settings.max_spec_bytes + 64 * 1024)
     app.add_middleware(QuerySlashMiddleware)
     app.add_middleware(
@@ -123,7 +131,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["*"],
-        allow_headers=["authorization", "content-type"],
+        allow_headers=["authorization", "content-type", "x-csrf-token"],
         expose_headers=["X-Envstore-Log-Offset"],
     )
     return app
@@ -148,9 +156,8 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.EnvstoreError)
     async def envstore_error(_request: Request, exc: errors.EnvstoreError) -> JSONResponse:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
-        headers = (
-            {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.Unavailable) else None
-        )
+        retry_after = getattr(exc, "retry_after", None)  # Unavailable, TooManyRequests
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return _error(status, exc.message, headers)
 
     @app.exception_handler(OperationalError)

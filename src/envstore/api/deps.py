@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from envstore.api.logins import LoginGuard
 from envstore.auth import Principal
 from envstore.auth.cookies import COOKIE_NAME, CookieSigner
 from envstore.auth.oauth import IdentityProvider
@@ -63,6 +64,7 @@ class AppState:
     queue: Queue | None
     signer: CookieSigner | None = None
     provider: IdentityProvider | None = None
+    login_guard: LoginGuard | None = None
     events: BuildEvents = field(default_factory=BuildEvents)
     long_polls: int = 0  # requests waiting on a build now (only touched on the event loop)
 
@@ -75,6 +77,11 @@ class AppState:
 
     def release_long_poll(self) -> None:
         self.long_polls -= 1
+
+    @property
+    def logins(self) -> LoginGuard:
+        assert self.login_guard is not None, "create_app sets the login guard"
+        return self.login_guard
 
     @property
     def cookies(self) -> CookieSigner:
