@@ -27,9 +27,7 @@ def register_server_commands(app: typer.Typer) -> None:
     app.add_typer(db, name="db")
     users = typer.Typer(help="Local accounts, written straight to the database.")
     users.command("add", help="Create a user (the first admin is made this way).")(user_add)
-    users.command("passwd", help="Set a local user's password (ends their sessions).")(
-        user_passwd
-    )
+    users.command("passwd", help="Set a local user's password (ends their sessions).")(user_passwd)
     users.command("disable", help="Disable a user: sessions end, tokens stop working.")(
         user_disable
     )
