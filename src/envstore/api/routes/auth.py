@@ -36,7 +36,12 @@ from envstore.errors import (
     Unavailable,
 )
 from envstore.services.sessions import end_session, start_session
-from envstore.services.users import login_candidate, record_login, sync_external_user
+from envstore.services.users import (
+    LoginCandidate,
+    login_candidate,
+    record_login,
+    sync_external_user,
+)
 from envstore.settings import Settings
 
 router = APIRouter(tags=["login"])
@@ -126,6 +131,15 @@ async def _credentials(request: Request, form: bool) -> LoginBody:
         raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
+def _candidate(db: Session, username: str) -> LoginCandidate:
+    try:
+        return login_candidate(db, username)
+    finally:
+        # Hand the connection back before the slow password check: logins waiting for it
+        # must not hold the pool that every other request needs.
+        db.rollback()
+
+
 def _open_session(db: Session, settings: Settings, user_id: int, new_hash: str | None) -> str:
     record_login(db, user_id, new_hash)
     return start_session(db, settings, user_id)
@@ -137,9 +151,10 @@ async def _sign_in(request: Request, db: Session, state: AppState, body: LoginBo
         raise Forbidden("local accounts are turned off; sign in with the identity provider")
     address = request.client.host if request.client is not None else "unknown"
     guard = state.logins
-    guard.check(body.username, address)
-    candidate = await run_in_threadpool(login_candidate, db, body.username)
-    ok, new_hash = await guard.verify(candidate.stored, body.password)
+    await guard.check(body.username, address)
+    async with guard.admitted():
+        candidate = await run_in_threadpool(_candidate, db, body.username)
+        ok, new_hash = await guard.verify(candidate.stored, body.password)
     if not ok or candidate.user_id is None:
         guard.throttle.failed(body.username, address)
         raise Forbidden("wrong user name or password")
