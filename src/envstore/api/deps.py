@@ -203,6 +203,7 @@ def Require(permission: Permission | None, on: On) -> Any:
     # is a thread-pool hop of its own on every request.
     def require(request: Request, state: State, db: DbSession) -> Principal:
         who = _identify(request, state, db)
+        request.state.principal = who  # for answers that depend on who was refused (/v2/)
         if permission is not None:
             _check(request, db, who, permission, on)
         return who
