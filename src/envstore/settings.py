@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=20.0, ge=0, description="seconds running builds get to finish on shutdown"
     )
     cors_origins: list[str] = Field(default_factory=list)
+    ready_min_free_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="/readyz answers 503 when the store's disk has less free space than this",
+    )
 
     # Input bounds (RELIABILITY.md I1-I4)
     max_spec_bytes: int = Field(default=256 * 1024, ge=1024)

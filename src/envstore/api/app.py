@@ -45,6 +45,7 @@ from envstore.jobs.inprocess import InProcessQueue, clean_work_dir
 from envstore.settings import Settings
 from envstore.storage import StoreLayout
 from envstore.storage.factory import make_blob_store
+from envstore.storage.health import store_problem
 
 __all__ = ["create_app"]
 
@@ -149,6 +150,9 @@ def _health_routes(app: FastAPI, state: AppState, prefix: str) -> None:
                 connection.execute(text("SELECT 1"))
         except OperationalError:
             return _error(503, "database unavailable", {"Retry-After": "5"})
+        problem = store_problem(state.settings.store_dir, state.settings.ready_min_free_bytes)
+        if problem is not None:
+            return _error(503, problem, {"Retry-After": "30"})
         return JSONResponse({"status": "ok"})
 
 
