@@ -23,6 +23,7 @@ from envstore import __version__, errors
 from envstore.api import registry
 from envstore.api.csrf import CsrfMiddleware
 from envstore.api.deps import AppState
+from envstore.api.docs import add_docs
 from envstore.api.logins import LoginGuard
 from envstore.api.middleware import BodyLimitMiddleware, QuerySlashMiddleware
 from envstore.api.routes import artifacts as artifact_routes
@@ -110,9 +111,10 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         openapi_url=f"{prefix}/openapi.json",
-        docs_url=f"{prefix}/docs",
+        docs_url=None,  # add_docs: the same page, its files served from here (no CDN)
         redoc_url=None,
     )
+    add_docs(app, prefix, f"{prefix}/openapi.json")
     app.state.envstore = state
     for module in (misc, environments, builds, specifications, namespaces):
         app.include_router(module.router, prefix=f"{prefix}/api/v1")
