@@ -18,7 +18,8 @@ from sqlalchemy import text, update
 
 from envstore.db.engine import session_scope
 from envstore.db.models import LoginSession, utcnow
-from envstore.services.users import set_password
+from envstore.errors import NotFound
+from envstore.services.users import set_disabled, set_password
 from envstore.settings import Settings
 from tests.integration.helpers import client_for, make_user
 from tests.support.server import ENVSTORE
@@ -88,11 +89,11 @@ def test_A11_disabled_user_loses_sessions_and_tokens(
     )
     refused = client.post("/login/", json={"username": "alice", "password": "password-alice"})
     assert refused.status_code == 403
-    missing = subprocess.run(
-        [ENVSTORE, "user", "disable", "nobody"], env=env, capture_output=True, text=True
-    )
-    assert missing.returncode == 2 and "nobody" in missing.stderr
-    subprocess.run([ENVSTORE, "user", "enable", "alice"], env=env, check=True, capture_output=True)
+    state = client.app.state.envstore  # type: ignore[attr-defined]
+    with session_scope(state.factory) as db:  # what `envstore user enable alice` runs
+        set_disabled(db, "alice", False)
+        with pytest.raises(NotFound, match="nobody"):
+            set_disabled(db, "nobody", True)
     assert client.get("/api/v1/permission/", headers=bearer).json()["data"]["authenticated"]
     assert not _signed_in(client, cookie)  # an ended session stays ended
 

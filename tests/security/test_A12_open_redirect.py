@@ -94,3 +94,7 @@ def test_login_refuses_other_bodies_with_a_message(client: TestClient) -> None:
         "/login/", content="username=alice", headers={"content-type": "text/plain"}
     )
     assert answer.status_code == 422 and "invalid request" in answer.json()["message"]
+    long_name = {"username": "a" * 256, "password": "password-alice"}
+    too_long = client.post("/login/", json=long_name)
+    assert too_long.status_code == 422 and "username" in too_long.json()["message"]
+    assert client.post("/login/", data=long_name).status_code == 400
