@@ -42,6 +42,7 @@ bench: dev
 	$(VENV)/bin/python benchmarks/conda_build.py --packages 120 --files 800
 	$(VENV)/bin/python benchmarks/conda_solve.py
 	$(VENV)/bin/python benchmarks/api_reads.py
+	$(VENV)/bin/python benchmarks/login_flood.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -13,6 +13,7 @@ CLI maps them to exit codes. No HTTP status codes appear here::
      │    └── LimitExceeded        a configured bound was crossed (names the limit)
      │         └── PayloadTooLarge  the request body is over the size limit
      ├── PolicyViolation          organisation policy refuses a channel, index or package
+     ├── TooManyRequests          the caller must slow down (``retry_after`` seconds)
      ├── Unavailable              a dependency (database, queue) is down; retry later
      └── BuildFailure             a build stage failed; ``reason`` is a stable machine code
 """
@@ -31,6 +32,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PolicyViolation",
+    "TooManyRequests",
     "Unavailable",
 ]
 
@@ -84,6 +86,14 @@ class PayloadTooLarge(LimitExceeded):
 
 class PolicyViolation(EnvstoreError):
     """Organisation policy refuses something in the request or the solved set."""
+
+
+class TooManyRequests(EnvstoreError):
+    """The caller tried too often (failed logins); it may try again after ``retry_after`` s."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(EnvstoreError):

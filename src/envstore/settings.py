@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         default=20.0, ge=0, description="seconds running builds get to finish on shutdown"
     )
     cors_origins: list[str] = Field(default_factory=list)
+    ready_min_free_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="/readyz answers 503 when the store's disk has less free space than this",
+    )
 
     # Input bounds (RELIABILITY.md I1-I4)
     max_spec_bytes: int = Field(default=256 * 1024, ge=1024)
@@ -161,6 +166,26 @@ class Settings(BaseSettings):
         default=365 * 24 * 3600, ge=60, description="seconds; also the default expiry of tokens"
     )
     local_login: bool = Field(default=True, description="accept local accounts at /login/")
+    login_max_failures_per_user: int = Field(
+        default=10, ge=1, description="failed logins of one user name per window before 429"
+    )
+    login_max_failures_per_address: int = Field(
+        default=30, ge=1, description="failed logins from one client address per window"
+    )
+    login_failure_window: float = Field(
+        default=600.0, gt=0, description="seconds over which failed logins are counted"
+    )
+    login_hash_concurrency: int = Field(
+        # Argon2id takes ~90 ms of one core and 64 MiB per check: bounded, a flood of logins
+        # cannot take the thread pool or the CPU from the rest of the API
+        default=1,
+        ge=1,
+        le=64,
+        description="password checks run at once",
+    )
+    login_max_waiting: int = Field(
+        default=32, ge=0, description="logins waiting for a password check; more get 503"
+    )
     user_role_bindings: dict[str, list[str]] = Field(
         default_factory=lambda: {"{username}/*": ["admin"]},
         description="what every signed-in user holds; {username} is filled in",

@@ -6,11 +6,13 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from envstore.api.app import create_app
+from envstore.artifacts.stage import produce_artifacts
 from envstore.core.builds import BuildStatus
 from envstore.db.engine import session_scope
 from envstore.pipeline.contract import BuildResult, PackageInfo
 from envstore.services import worker as svc
 from envstore.services.access import principal_for_user
+from envstore.services.artifacts import store_artifact_files
 from envstore.services.tokens import TokenRequest, create_token
 from envstore.services.users import add_user, find_user
 from envstore.settings import Settings
@@ -82,9 +84,17 @@ def submit(
     return int(response.json()["data"]["build_id"])
 
 
-def complete(client: TestClient, build_id: int, version: str = "1.16.0", extra: int = 0) -> None:
+def complete(
+    client: TestClient,
+    build_id: int,
+    version: str = "1.16.0",
+    extra: int = 0,
+    *,
+    image: bool = False,
+) -> None:
     """Drive a QUEUED build to COMPLETED through the worker services (no real install), with
-    ``six`` and ``extra`` more packages (``dep0``, ``dep1``...)."""
+    ``six`` and ``extra`` more packages (``dep0``, ``dep1``...); with ``image``, the prefix
+    holds one file and the build gets a real OCI image of it, stored as the executor does."""
     state = client.app.state.envstore  # type: ignore[attr-defined]
     with session_scope(state.factory) as db:
         claimed = svc.claim(db, build_id, "test:0:0")
@@ -120,6 +130,13 @@ def complete(client: TestClient, build_id: int, version: str = "1.16.0", extra: 
             size=1234,
             python_version="3.11.7",
         )
+        if image:
+            (prefix / "hello.txt").write_text(f"build {build_id}\n")
+            work = state.settings.work_dir / str(build_id)
+            result.artifact_files = produce_artifacts(
+                prefix, work, ["DOCKER_MANIFEST"], variables={}, log=lambda _line: None
+            )
+            store_artifact_files(state.blobs, result.artifact_files)
         published, switched = svc.publish(db, state.blobs, claimed, result, str(prefix))
         assert published
     if switched:

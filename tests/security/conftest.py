@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -31,6 +32,18 @@ class World:
         if token is not None:
             client.headers["Authorization"] = f"Bearer {token}"
         return client
+
+
+def migrated_sqlite(tmp_path: Path) -> str:
+    """A migrated SQLite database in the test's store, for tests whose subject does not depend
+    on the database (a module overrides ``db_url`` with it to run once, not once per database)."""
+    from envstore.db.engine import make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'store' / 'state' / 'envstore.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
 
 
 @pytest.fixture

@@ -147,17 +147,32 @@ def test_A1_matrix_covers_every_route(world: World) -> None:
     assert set(MATRIX) <= seen, f"routes gone from the app: {set(MATRIX) - seen}"
 
 
+def _refusal(caller: str, path: str) -> tuple[int, Any]:
+    """The v1 API's 403; the registry's own error format, 401 for anonymous callers (A13)."""
+    if not path.startswith("/v2/"):
+        return 403, {"status": "error", "message": "request not authorized"}
+    if caller == "anonymous":
+        code, message = (
+            "UNAUTHORIZED",
+            ("authentication required: log in with your user name and an envstore API token"),
+        )
+        return 401, {"errors": [{"code": code, "message": message, "detail": None}]}
+    message = "requested access to the resource is denied"
+    return 403, {"errors": [{"code": "DENIED", "message": message, "detail": None}]}
+
+
 @pytest.mark.parametrize("caller", ["alice", "anonymous"])
 def test_A1_other_namespace_objects_are_denied(world: World, caller: str) -> None:
     token = world.alice if caller == "alice" else None
     for method, path, kind, _on in _table(world):
         if kind == "object" or (kind == "gate" and caller == "anonymous"):
             there = _call(world, token, method, path)
-            assert there.status_code == 403, f"{caller} {method} {path}: {there.text}"
-            assert there.json() == {"status": "error", "message": "request not authorized"}
+            assert (there.status_code, there.json()) == _refusal(caller, path), (
+                f"{caller} {method} {path}: {there.text}"
+            )
             if kind == "object":
                 missing = _call(world, token, method, path, exists=False)
-                assert (missing.status_code, missing.json()) == (403, there.json()), (
+                assert (missing.status_code, missing.json()) == _refusal(caller, path), (
                     f"{caller} {method} {path}: a missing object answers differently"
                 )
         elif kind == "gate":

@@ -21,7 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from envstore import __version__, errors
 from envstore.api import registry
+from envstore.api.csrf import CsrfMiddleware
 from envstore.api.deps import AppState
+from envstore.api.docs import add_docs
+from envstore.api.logins import LoginGuard
 from envstore.api.middleware import BodyLimitMiddleware, QuerySlashMiddleware
 from envstore.api.routes import artifacts as artifact_routes
 from envstore.api.routes import (
@@ -43,6 +46,7 @@ from envstore.jobs.inprocess import InProcessQueue, clean_work_dir
 from envstore.settings import Settings
 from envstore.storage import StoreLayout
 from envstore.storage.factory import make_blob_store
+from envstore.storage.health import store_problem
 
 __all__ = ["create_app"]
 
@@ -56,6 +60,7 @@ _STATUS: list[tuple[type[errors.EnvstoreError], int]] = [
     (errors.InvalidInput, 400),
     (errors.PolicyViolation, 400),
     (errors.Unavailable, 503),
+    (errors.TooManyRequests, 429),
     (errors.BuildFailure, 400),
 ]
 
@@ -81,6 +86,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
         settings, engine, factory, blobs, StoreLayout(settings.envs_dir), queue, events=events
     )
     state.signer = CookieSigner(resolve_secret(settings), settings.cookie_max_age)
+    state.login_guard = LoginGuard(settings)
     state.provider = provider_from_settings(settings)
 
     @asynccontextmanager
@@ -96,6 +102,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
             collector.stop()
         if queue is not None:
             queue.stop()
+        state.logins.close()
         engine.dispose()
 
     prefix = settings.url_prefix
@@ -104,9 +111,10 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         openapi_url=f"{prefix}/openapi.json",
-        docs_url=f"{prefix}/docs",
+        docs_url=None,  # add_docs: the same page, its files served from here (no CDN)
         redoc_url=None,
     )
+    add_docs(app, prefix, f"{prefix}/openapi.json")
     app.state.envstore = state
     for module in (misc, environments, builds, specifications, namespaces):
         app.include_router(module.router, prefix=f"{prefix}/api/v1")
@@ -116,6 +124,9 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     app.include_router(auth.router, prefix=prefix)
     _health_routes(app, state, prefix)
     _error_handlers(app)
+    app.add_middleware(
+        CsrfMiddleware, prefix=prefix, allowed_origins=settings.cors_origins, signer=state.cookies
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=2 * settings.max_spec_bytes + 64 * 1024)
     app.add_middleware(QuerySlashMiddleware)
     app.add_middleware(
@@ -123,7 +134,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_credentials=True,
         allow_methods=["*"],
-        allow_headers=["authorization", "content-type"],
+        allow_headers=["authorization", "content-type", "x-csrf-token"],
         expose_headers=["X-Envstore-Log-Offset"],
     )
     return app
@@ -141,6 +152,9 @@ def _health_routes(app: FastAPI, state: AppState, prefix: str) -> None:
                 connection.execute(text("SELECT 1"))
         except OperationalError:
             return _error(503, "database unavailable", {"Retry-After": "5"})
+        problem = store_problem(state.settings.store_dir, state.settings.ready_min_free_bytes)
+        if problem is not None:
+            return _error(503, problem, {"Retry-After": "30"})
         return JSONResponse({"status": "ok"})
 
 
@@ -148,9 +162,8 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.EnvstoreError)
     async def envstore_error(_request: Request, exc: errors.EnvstoreError) -> JSONResponse:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
-        headers = (
-            {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.Unavailable) else None
-        )
+        retry_after = getattr(exc, "retry_after", None)  # Unavailable, TooManyRequests
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return _error(status, exc.message, headers)
 
     @app.exception_handler(OperationalError)

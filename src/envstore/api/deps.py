@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from envstore.api.logins import LoginGuard
 from envstore.api.params import MAX_PAGE, parse_id
 from envstore.auth import Principal
 from envstore.auth.cookies import COOKIE_NAME, CookieSigner
@@ -64,6 +65,7 @@ class AppState:
     queue: Queue | None
     signer: CookieSigner | None = None
     provider: IdentityProvider | None = None
+    login_guard: LoginGuard | None = None
     events: BuildEvents = field(default_factory=BuildEvents)
     long_polls: int = 0  # requests waiting on a build now (only touched on the event loop)
 
@@ -76,6 +78,11 @@ class AppState:
 
     def release_long_poll(self) -> None:
         self.long_polls -= 1
+
+    @property
+    def logins(self) -> LoginGuard:
+        assert self.login_guard is not None, "create_app sets the login guard"
+        return self.login_guard
 
     @property
     def cookies(self) -> CookieSigner:
@@ -197,6 +204,7 @@ def Require(permission: Permission | None, on: On) -> Any:
     # is a thread-pool hop of its own on every request.
     def require(request: Request, state: State, db: DbSession) -> Principal:
         who = _identify(request, state, db)
+        request.state.principal = who  # for answers that depend on who was refused (/v2/)
         if permission is not None:
             _check(request, db, who, permission, on)
         return who

@@ -27,7 +27,11 @@ def register_server_commands(app: typer.Typer) -> None:
     app.add_typer(db, name="db")
     users = typer.Typer(help="Local accounts, written straight to the database.")
     users.command("add", help="Create a user (the first admin is made this way).")(user_add)
-    users.command("passwd", help="Set a local user's password.")(user_passwd)
+    users.command("passwd", help="Set a local user's password (ends their sessions).")(user_passwd)
+    users.command("disable", help="Disable a user: sessions end, tokens stop working.")(
+        user_disable
+    )
+    users.command("enable", help="Enable a disabled user again.")(user_enable)
     app.add_typer(users, name="user", no_args_is_help=True)
     app.command("gc", help="Expire builds by the retention settings; sweep unreferenced data.")(
         gc_command
@@ -157,4 +161,22 @@ def user_passwd(
     password = _read_password(password_stdin)
     with user_store(load_settings()) as db:
         set_password(db, name, password)
-    typer.echo(f"password of {name} changed")
+    typer.echo(f"password of {name} changed; their browser sessions have ended")
+
+
+def _set_disabled(name: str, disabled: bool) -> None:
+    from envstore.services.users import set_disabled, user_store
+    from envstore.settings import load_settings
+
+    with user_store(load_settings()) as db:
+        set_disabled(db, name, disabled)
+
+
+def user_disable(name: Annotated[str, typer.Argument(help="user name")]) -> None:
+    _set_disabled(name, True)
+    typer.echo(f"user {name} disabled; their sessions have ended and their tokens are refused")
+
+
+def user_enable(name: Annotated[str, typer.Argument(help="user name")]) -> None:
+    _set_disabled(name, False)
+    typer.echo(f"user {name} enabled")

@@ -35,6 +35,7 @@ __all__ = [
     "CurrentBuildSwitch",
     "Environment",
     "Group",
+    "LoginSession",
     "Namespace",
     "NamespaceRoleMapping",
     "Package",
@@ -284,6 +285,19 @@ class ApiToken(Base):
     expires_on: Mapped[datetime] = mapped_column(DateTime)
     last_used_on: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_on: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class LoginSession(Base):
+    """A browser sign-in (the ``conda-store-auth`` cookie names it); only the sha256 of its
+    secret is stored. Deleting the row ends the session at the very next request (A11)."""
+
+    __tablename__ = "login_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("auth_user.id", ondelete="CASCADE"), index=True)
+    created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_on: Mapped[datetime] = mapped_column(DateTime)
 
 
 class NamespaceRoleMapping(Base):

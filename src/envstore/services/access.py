@@ -45,7 +45,6 @@ __all__ = [
     "anonymous",
     "build_owner",
     "entities_of",
-    "principal_for_name",
     "principal_for_user",
     "signed_in",
     "visible",
@@ -87,20 +86,11 @@ _MAPPED_ROLES = (
         Namespace.deleted_on.is_(None),
     )
 )
-_ENABLED_USER = select(User.id, User.is_admin).where(
-    User.name == bindparam("name"), User.disabled.is_(False)
-)
 
 
 def principal_for_user(db: Session, settings: Settings, user: User) -> Principal:
     """The principal of a signed-in user (two small queries)."""
     return signed_in(db, settings, user.id, user.name, is_admin=user.is_admin)
-
-
-def principal_for_name(db: Session, settings: Settings, name: str) -> Principal | None:
-    """The principal of the enabled user ``name`` (three small queries), or None."""
-    row = db.connection().execute(_ENABLED_USER, {"name": name}).first()
-    return signed_in(db, settings, row[0], name, is_admin=row[1]) if row is not None else None
 
 
 def signed_in(

@@ -1,6 +1,6 @@
 """Resolving the caller of a request (API.md "Identity", first match wins):
 
-1. the ``conda-store-auth`` cookie (a signed login session),
+1. the ``conda-store-auth`` cookie (a signed cookie naming a live login session),
 2. ``Authorization: Bearer <token>``,
 3. ``Authorization: Basic base64(anything:<token>)``.
 
@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
 from envstore.auth.cookies import CookieSigner
-from envstore.services.access import anonymous, principal_for_name
+from envstore.services.access import anonymous
+from envstore.services.sessions import principal_for_session
 from envstore.services.tokens import principal_for_token
 from envstore.settings import Settings
 
@@ -49,8 +50,10 @@ def identify(
     authorization: str | None,
 ) -> Principal:
     if cookie:
-        name = signer.read_login(cookie)
-        signed = principal_for_name(db, settings, name) if name else None
+        login = signer.read_login(cookie)
+        signed = (
+            principal_for_session(db, settings, login.username, login.session) if login else None
+        )
         if signed is not None:
             return signed
     token = token_from_header(authorization)

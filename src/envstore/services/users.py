@@ -4,29 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from envstore.auth.oauth import ExternalIdentity
-from envstore.auth.passwords import (
-    MIN_PASSWORD_LENGTH,
-    hash_password,
-    needs_rehash,
-    verify_password,
-)
+from envstore.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
 from envstore.core.names import validate_name
 from envstore.db.engine import make_engine, session_scope
 from envstore.db.models import Group, User, UserGroup, utcnow
 from envstore.db.schema import ensure_schema
-from envstore.errors import Conflict, InvalidInput, NotFound
+from envstore.errors import Conflict, Forbidden, InvalidInput, NotFound
+from envstore.services.sessions import end_user_sessions
 from envstore.settings import Settings
 
 __all__ = [
+    "LoginCandidate",
     "add_user",
     "admin_exists",
-    "authenticate",
     "find_user",
+    "login_candidate",
+    "record_login",
+    "set_disabled",
     "set_password",
     "sync_external_user",
     "user_store",
@@ -64,26 +64,57 @@ def add_user(
 
 
 def set_password(db: Session, name: str, password: str) -> None:
-    """Change a local account's password (``envstore user passwd``)."""
+    """Change a local account's password (``envstore user passwd``); it ends the user's
+    browser sessions (A11). API tokens stay: they are revoked one by one."""
     _check_password(password)
     user = find_user(db, name)
     if user is None:
         raise NotFound(f"user {name!r} not found")
     user.password_hash = hash_password(password)
+    end_user_sessions(db, user.id)
     db.commit()
 
 
-def authenticate(db: Session, name: str, password: str) -> User | None:
-    """The local user with this name and password, or None (same cost either way)."""
+def set_disabled(db: Session, name: str, disabled: bool) -> None:
+    """Disable (or enable again) an account (``envstore user disable|enable``). A disabled
+    user's sessions end, and their tokens stop working while the account is disabled."""
     user = find_user(db, name)
-    stored = user.password_hash if user is not None and not user.disabled else None
-    if not verify_password(stored, password) or user is None:
-        return None
-    if stored is not None and needs_rehash(stored):
-        user.password_hash = hash_password(password)
+    if user is None:
+        raise NotFound(f"user {name!r} not found")
+    user.disabled = disabled
+    if disabled:
+        end_user_sessions(db, user.id)
+    db.commit()
+
+
+@dataclass(frozen=True)
+class LoginCandidate:
+    """The enabled local account a login names, if any, and its stored password hash.
+
+    Checking the password (Argon2, slow by design) is left to the caller, which bounds how
+    many checks run at once; ``stored`` is None for an unknown, disabled or external user,
+    which the caller still checks against a dummy hash so that timing tells nothing."""
+
+    user_id: int | None
+    stored: str | None
+
+
+def login_candidate(db: Session, name: str) -> LoginCandidate:
+    user = find_user(db, name)
+    if user is None or user.disabled or user.password_hash is None:
+        return LoginCandidate(None, None)
+    return LoginCandidate(user.id, user.password_hash)
+
+
+def record_login(db: Session, user_id: int, new_hash: str | None = None) -> None:
+    """Note a successful login, storing a re-computed hash when the parameters changed."""
+    user = db.get(User, user_id)
+    if user is None or user.disabled:  # removed or disabled while the password was checked
+        raise Forbidden("wrong user name or password")
+    if new_hash is not None:
+        user.password_hash = new_hash
     user.last_login_on = utcnow()
     db.commit()
-    return user
 
 
 def sync_external_user(db: Session, identity: ExternalIdentity, provider: str) -> User | None:
