@@ -1,7 +1,10 @@
 """Where ``envstore login`` keeps API tokens: ``$XDG_CONFIG_HOME/envstore/token`` (default
 ``~/.config/envstore/token``), a JSON object ``{server URL: token}`` readable by the owner only.
 
-Tokens are kept per server URL, so a token for one server is never sent to another.
+Tokens are kept per server URL, so a token for one server is never sent to another. The
+loopback names (``localhost``, ``127.0.0.1``, ``[::1]``) are one server: ``serve`` listens on
+``127.0.0.1`` while the CLI's default is ``http://localhost:8080``, and a token kept under one
+spelling must be found under the other.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["forget_token", "store_token", "stored_token", "token_file"]
 
@@ -18,8 +22,25 @@ def token_file() -> Path:
     return Path(base) / "envstore" / "token"
 
 
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
 def _key(url: str) -> str:
-    return url.rstrip("/")
+    """``url`` as a key: lower-case scheme and host, loopback as ``localhost``, no final slash."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        return url.rstrip("/")
+    if not parts.scheme or not host:
+        return url.rstrip("/")
+    if host in _LOOPBACK:
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _load(path: Path) -> dict[str, str]:
@@ -27,7 +48,9 @@ def _load(path: Path) -> dict[str, str]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {_key(str(k)): str(v) for k, v in data.items()}  # files written before _key changed
 
 
 def stored_token(url: str) -> str | None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from envstore.cli.client import EnvstoreClient
+from envstore.cli.client import EnvstoreClient, anonymous_hint
 from envstore.cli.common import open_client, parse_env, parse_selector_ref
 from envstore.cli.follow import follow_build
 from envstore.cli.output import (
@@ -155,6 +155,9 @@ def list_(
         environment_rows(envs),
         empty="no environments",
     )
+    if not envs and client.anonymous:
+        # An empty list is what an anonymous caller sees on most servers: say why.
+        sys.stderr.write(f"note: {anonymous_hint(client.url)}\n")
 
 
 @env_app.command("show")
