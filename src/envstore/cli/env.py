@@ -204,7 +204,7 @@ def delete(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="NS/NAME")],
 ) -> None:
-    """Delete an environment and its builds."""
+    """Delete an environment: it and its builds are gone from every list; gc frees the space."""
     env_ref = parse_env(ref)
     with open_client(ctx) as client:
         message = client.delete_environment(env_ref.namespace, env_ref.name)
