@@ -67,6 +67,9 @@ def test_I14_pinned_yaml_and_lockfile_rebuild_the_same_packages(
     original = _create(cli, spec)
     packages = _package_set(server, original)
     assert packages
+    # The same spec again: no new build, and no old log replayed as if building (item 9).
+    again = cli("env", "create", "-f", str(spec), "--wait")
+    assert again.stdout == f"unchanged: build {original} is current (COMPLETED)\n"
 
     pinned = tmp_path / "pinned.yml"
     cli("artifact", str(original), "yaml", "-o", str(pinned))
@@ -128,3 +131,34 @@ def test_I14_bad_match_spec_is_400_at_submit(cli: Cli, tmp_path: Path) -> None:
     result = cli("env", "create", "-f", str(spec), code=2)
     assert "invalid conda dependency 'numpy >=>=1'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_build_list_marks_current_and_limit_keeps_the_newest_env_show_counts(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Issue 15 items 7 and 8."""
+    spec = tmp_path / "listing.txt"
+    spec.write_text("six==1.16.0\n")
+    first = _create(cli, spec)
+    spec.write_text("six==1.15.0\niniconfig==2.0.0\n")
+    second = _create(cli, spec)
+    cli("env", "rollback", "default/listing", str(first))
+    rows = _table(cli("build", "list", "--env", "default/listing").stdout)
+    assert [row[:3] for row in rows] == [
+        ["", str(second), "default/listing"],
+        ["*", str(first), "default/listing"],
+    ]
+    newest = _table(cli("build", "list", "--env", "default/listing", "--limit", "1").stdout)
+    assert [row[1] for row in newest] == [str(second)]
+    shown = cli("env", "show", "default/listing").stdout
+    assert re.search(r"^packages\s+1\s*$", shown, re.MULTILINE), shown
+    assert re.search(r"^current\s+yes\s*$", shown, re.MULTILINE), shown
+    shown = cli("build", "show", str(second)).stdout
+    assert re.search(r"^packages\s+2\s*$", shown, re.MULTILINE), shown
+    assert re.search(r"^current\s+no\s*$", shown, re.MULTILINE), shown
+
+
+def _table(text: str) -> list[list[str]]:
+    """The body rows of a CLI table, cell by cell."""
+    rows = [[cell.strip() for cell in line.split("│")] for line in text.splitlines()]
+    return [row for row in rows if len(row) > 1 and row[1] != "id"]

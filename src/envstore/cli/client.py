@@ -265,8 +265,9 @@ class EnvstoreClient:
         description: str | None = None,
         is_lockfile: bool = False,
         as_of: str | None = None,
-    ) -> int:
-        """POST the spec text as is; return the id of the build that will produce it."""
+    ) -> tuple[int, bool]:
+        """POST the spec text as is; return the id of the build that will produce it, and
+        whether that build was already there (the spec is unchanged)."""
         body: JSONDict = {
             "specification": specification,
             "environment_name": environment_name,
@@ -279,7 +280,7 @@ class EnvstoreClient:
         if as_of is not None:
             body["as_of"] = as_of
         data = self._data("POST", "specification/", body=body)
-        return _build_id(data)
+        return _build_id(data), bool(isinstance(data, dict) and data.get("unchanged"))
 
     def list_environments(
         self, *, namespace: str | None = None, search: str | None = None, limit: int = 0
@@ -321,9 +322,23 @@ class EnvstoreClient:
         status: str | None = None,
         limit: int = 0,
     ) -> list[JSONDict]:
-        """Builds visible to the caller, optionally of one environment or in one state."""
-        params = {"namespace": namespace, "name": name, "status": status}
+        """Builds visible to the caller, newest first, optionally of one environment or state.
+
+        Newest first so that ``limit`` keeps the most recent builds.
+        """
+        params = {
+            "namespace": namespace,
+            "name": name,
+            "status": status,
+            "sort_by": "id",
+            "order": "desc",
+        }
         return self._paged("build/", params, limit)
+
+    def package_count(self, build_id: int) -> int:
+        """How many packages (conda and pip) a build recorded."""
+        payload = self._json("GET", f"build/{build_id}/packages/", params={"size": 1})
+        return int(payload.get("count") or 0)
 
     def get_build(self, build_id: int, wait: float = 0) -> JSONDict:
         """One build, with the envstore fields (``build_key``, ``prefix``, ``environment``).
