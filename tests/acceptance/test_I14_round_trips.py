@@ -162,3 +162,18 @@ def _table(text: str) -> list[list[str]]:
     """The body rows of a CLI table, cell by cell."""
     rows = [[cell.strip() for cell in line.split("│")] for line in text.splitlines()]
     return [row for row in rows if len(row) > 1 and row[1] != "id"]
+
+
+def test_as_of_conflict_names_the_pin_in_envstore_terms(cli: Cli, tmp_path: Path) -> None:
+    """Issue 15 item 12: no uv option the user cannot set, in the log or the status."""
+    spec = tmp_path / "dated.txt"
+    spec.write_text("six==1.16.0\n")
+    result = cli("env", "create", "-f", str(spec), "--as-of", "2020-01-01", "--wait", code=1)
+    output = result.stdout + result.stderr
+    assert "exclude-newer" not in output
+    hint = (
+        "six 1.16.0 was published on 2021-05-05, after the as-of date 2020-01-01: pin a version "
+        "of six published before that date, or choose a later --as-of date"
+    )
+    assert f"hint: {hint}" in result.stdout  # the log, as it streamed
+    assert hint in result.stderr.splitlines()[-1]  # the final status line

@@ -221,5 +221,27 @@ def _current_at(db: Session, env: Environment, label: str, at: datetime) -> int:
         .limit(1)
     )
     if switch is None or switch.to_build_id is None:
-        raise NotFound(f"{label} had no current build at {at.isoformat(timespec='seconds')}")
+        raise NotFound(_no_build_then(db, env, label, at))
     return switch.to_build_id
+
+
+def _no_build_then(db: Session, env: Environment, label: str, at: datetime) -> str:
+    """Why a date names no build, with the first moment that would (a date is read as the
+    end of that day, UTC)."""
+    when = at.isoformat(timespec="seconds")
+    first = db.scalar(
+        select(CurrentBuildSwitch.switched_on)
+        .where(
+            CurrentBuildSwitch.environment_id == env.id,
+            CurrentBuildSwitch.to_build_id.is_not(None),
+            CurrentBuildSwitch.switched_on > at,
+        )
+        .order_by(CurrentBuildSwitch.switched_on)
+        .limit(1)
+    )
+    if first is None:
+        return f"{label} had no current build at {when} (UTC)"
+    return (
+        f"{label} had no current build at {when} (UTC); its first one became current at "
+        f"{first.isoformat(timespec='seconds')}: use that date or a later one"
+    )
