@@ -6,6 +6,7 @@ loopback under any spelling, and help output that shows flags as flags.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from typer.main import get_command
 
 from envstore.cli.client import anonymous_hint
-from envstore.cli.credentials import store_token, stored_token
+from envstore.cli.credentials import forget_token, store_token, stored_token
 from envstore.cli.main import app, run_cli
 from envstore.cli.server import login_hint
 
@@ -89,9 +90,15 @@ def test_a_token_kept_for_127_0_0_1_is_found_for_localhost(
     assert stored_token("http://[::1]:8080") == "envs_loop"
     assert stored_token("http://localhost:8081") is None  # another port is another server
     assert stored_token("http://10.0.0.1:8080") is None
-    # a file written before the keys were normalised is still read
-    (tmp_path / "envstore" / "token").write_text('{"http://127.0.0.1:9000/": "envs_old"}')
-    assert stored_token("http://localhost:9000") == "envs_old"
+    # the file keeps the URL as given, one token per server whatever its spelling
+    assert json.loads((tmp_path / "envstore" / "token").read_text()) == {
+        "http://127.0.0.1:8080": "envs_loop"
+    }
+    store_token("http://localhost:8080", "envs_new")
+    assert json.loads((tmp_path / "envstore" / "token").read_text()) == {
+        "http://localhost:8080": "envs_new"
+    }
+    assert forget_token("http://127.0.0.1:8080") and stored_token("http://localhost:8080") is None
 
 
 def test_anonymous_hint_omits_url_only_for_the_default() -> None:

@@ -25,8 +25,8 @@ def token_file() -> Path:
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
-def _key(url: str) -> str:
-    """``url`` as a key: lower-case scheme and host, loopback as ``localhost``, no final slash."""
+def _server(url: str) -> str:
+    """Which server ``url`` is: lower-case scheme and host, loopback as ``localhost``."""
     try:
         parts = urlsplit(url.strip())
         host = (parts.hostname or "").lower()
@@ -48,13 +48,20 @@ def _load(path: Path) -> dict[str, str]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict):
-        return {}
-    return {_key(str(k)): str(v) for k, v in data.items()}  # files written before _key changed
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _key(url: str) -> str:
+    """The file keeps the URL as the user gave it (without a final slash)."""
+    return url.rstrip("/")
 
 
 def stored_token(url: str) -> str | None:
-    return _load(token_file()).get(_key(url))
+    data = _load(token_file())
+    if _key(url) in data:
+        return data[_key(url)]
+    server = _server(url)
+    return next((token for key, token in data.items() if _server(key) == server), None)
 
 
 def _save(path: Path, data: dict[str, str]) -> None:
@@ -69,7 +76,7 @@ def _save(path: Path, data: dict[str, str]) -> None:
 
 def store_token(url: str, token: str) -> Path:
     path = token_file()
-    data = _load(path)
+    data = _drop_server(_load(path), url)  # one token per server, whatever its spelling
     data[_key(url)] = token
     _save(path, data)
     return path
@@ -78,7 +85,13 @@ def store_token(url: str, token: str) -> Path:
 def forget_token(url: str) -> bool:
     path = token_file()
     data = _load(path)
-    if data.pop(_key(url), None) is None:
+    kept = _drop_server(data, url)
+    if len(kept) == len(data):
         return False
-    _save(path, data)
+    _save(path, kept)
     return True
+
+
+def _drop_server(data: dict[str, str], url: str) -> dict[str, str]:
+    server = _server(url)
+    return {key: token for key, token in data.items() if _server(key) != server}
