@@ -146,6 +146,15 @@ def test_rollback_switches_and_records(client: TestClient, settings: Settings) -
     assert "1.16.0" in client.get("/api/v1/environment/default/env1/lockfile/").text
     resolved = client.get(f"/api/v1/resolve/default/env1/?ref={two}").json()["data"]
     assert resolved["id"] == two
+    # A date before the first build: a 404 that says when the first build became current.
+    early = client.get("/api/v1/resolve/default/env1/?ref=2020-01-01")
+    assert early.status_code == 404
+    message = early.json()["message"]
+    assert message.startswith(
+        "default/env1 had no current build at 2020-01-01T23:59:59 (UTC); "
+        "its first one became current at "
+    )
+    assert message.endswith(": use that date or a later one")
 
 
 def test_rollback_to_unfinished_or_foreign_build_is_refused(client: TestClient) -> None:

@@ -245,3 +245,37 @@ def test_diff_route_and_registry_errors(settings: Settings) -> None:
     assert missing.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     assert client.get("/v2/nope/nope/tags/list").json()["errors"][0]["code"] == "NAME_UNKNOWN"
     assert client.get(f"/api/v1/build/{first}/archive/").status_code == 404
+
+
+def test_deleting_an_environment_deletes_its_builds_and_gc_reclaims_them(
+    settings: Settings,
+) -> None:
+    """Issue 15 item 11: after ``env delete`` no route shows its builds, a new environment of
+    the same name starts afresh, and gc frees the prefixes."""
+    client = client_for(settings)
+    state = _state(client)
+    ids = [submit(client, f"six=={v}\n") for v in ("1.0", "2.0")]
+    for build_id, version in zip(ids, ("1.0", "2.0"), strict=True):
+        complete(client, build_id, version)
+    keys = [_key(state, build_id) for build_id in ids]
+    assert all(state.layout.prefix("default", key).is_dir() for key in keys)  # type: ignore[attr-defined]
+    gone = client.delete("/api/v1/environment/default/env1/")
+    assert gone.status_code == 200
+    assert gone.json()["message"] == (
+        "environment default/env1 deleted with its 2 build(s); "
+        "garbage collection reclaims their space"
+    )
+    listed = client.get("/api/v1/build/", params={"namespace": "default", "name": "env1"})
+    assert listed.json()["data"] == []
+    for build_id in ids:
+        for route in ("", "logs/", "lockfile/", "packages/"):
+            assert client.get(f"/api/v1/build/{build_id}/{route}").status_code == 404
+    assert client.get("/api/v1/environment/default/env1/").status_code == 404
+    again = submit(client, "six==3.0\n")  # the name is free again, with no old builds
+    listed = client.get("/api/v1/build/", params={"namespace": "default", "name": "env1"})
+    assert [b["id"] for b in listed.json()["data"]] == [again]
+    with session_scope(state.factory) as db:  # type: ignore[attr-defined]
+        report = collect(db, state.blobs, settings.store_dir, Retention(grace_seconds=0))
+    assert report.builds == []  # already deleted: gc only sweeps what they held
+    for key in keys:
+        assert not state.layout.prefix("default", key).exists()  # type: ignore[attr-defined]

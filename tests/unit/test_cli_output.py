@@ -56,17 +56,20 @@ def test_build_rows_and_summary_use_envstore_fields() -> None:
         "build_key": "abcd1234-20250301-040500-000000-9-science",
         "scheduled_on": "2025-03-01T04:05:00",
         "ended_on": None,
-        "packages": [{"name": "six"}, {"name": "iniconfig"}],
         "build_artifacts": [
             {"artifact_type": "LOCKFILE"},
             {"artifact_type": "DIRECTORY"},
             {"artifact_type": "LOCKFILE"},
         ],
     }
-    assert build_rows([build]) == [
-        ["9", "alice/science", "COMPLETED", "2025-03-01 04:05:00", "-", "-"]
+    assert build_rows([build], {9}) == [
+        ["*", "9", "alice/science", "COMPLETED", "2025-03-01 04:05:00", "-", "-"]
     ]
-    summary = dict(build_summary(build))
+    assert build_rows([build])[0][0] == ""
+    # the build JSON has no package list: the count comes from /build/{id}/packages/
+    assert dict(build_summary(build))["packages"] == "-"
+    summary = dict(build_summary(build, packages=2, current=True))
+    assert summary["current"] == "yes"
     assert summary["environment"] == "alice/science"
     assert summary["build key"] == "abcd1234-20250301-040500-000000-9-science"
     assert summary["packages"] == "2"

@@ -106,8 +106,27 @@ def test_I2_package_count_limit_at_its_edge() -> None:
     limits = SpecLimits(max_packages=10)
     ten = "\n".join(f"pkg{i}" for i in range(10))
     assert len(parse_specification(ten, limits).pip) == 10
-    with pytest.raises(LimitExceeded, match=r"the limit is 10 \(max_packages\)"):
+    with pytest.raises(LimitExceeded) as caught:
         parse_specification(ten + "\npkg10", limits)
+    assert caught.value.message == (
+        "specification lists 11 packages; the limit is 10 (max_packages)"
+    )
+
+
+def test_I2_package_count_message_reads_correctly_on_both_paths() -> None:
+    """The count after parsing and the cheap count before it both read as one sentence."""
+    flow = "dependencies: [" + ", ".join(f"pkg{i}" for i in range(10_000)) + "]"
+    with pytest.raises(LimitExceeded) as caught:
+        parse_specification(flow, SpecLimits(max_bytes=10**7))
+    assert caught.value.message == (
+        "specification lists 10000 packages; the limit is 500 (max_packages)"
+    )
+    block = "dependencies:\n" + "".join(f"  - pkg{i}\n" for i in range(10_000))
+    with pytest.raises(LimitExceeded) as caught:
+        parse_specification(block, SpecLimits(max_bytes=10**7))
+    assert caught.value.message == (
+        "specification lists more than 500 packages; the limit is 500 (max_packages)"
+    )
 
 
 def test_I2_ten_thousand_packages_are_refused_before_parsing() -> None:

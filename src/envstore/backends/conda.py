@@ -27,6 +27,7 @@ from envstore.backends import conda_records
 from envstore.backends.channels import (
     Credentials,
     channel_for_url,
+    channel_url,
     channel_urls,
     make_client,
     redact,
@@ -80,7 +81,7 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
         channels = channel_urls(spec.channels, request.channel_alias)
         records = solve_records(
             channels,
-            list(spec.conda),
+            solver_specs(spec.match_specs, request.channel_alias),
             platform,
             cache_dir=request.repodata_cache_dir,
             as_of=request.as_of,
@@ -106,6 +107,22 @@ def virtual_overrides(request: BuildRequest, spec: EnvironmentSpec) -> dict[str,
     merged.update(request.extra.get("virtual_packages") or {})
     merged.update(spec.virtual_packages)
     return merged
+
+
+def solver_specs(specs: Sequence[str], channel_alias: str) -> list[str]:
+    """``specs`` (normal forms from :mod:`envstore.core.matchspec`) with channel names as URLs.
+
+    ``conda-forge::numpy`` must mean the channel under the server's alias, as the spec's
+    ``channels:`` do, not rattler's built-in default.
+    """
+    out: list[str] = []
+    for spec in specs:
+        channel, sep, rest = spec.rpartition("::")
+        # URLs and ``name/subdir`` forms are left to rattler; a bare name gets the alias.
+        if sep and "/" not in channel:
+            spec = f"{channel_url(channel, channel_alias)}::{rest}"
+        out.append(spec)
+    return out
 
 
 def _roots(packages: Sequence[LockedPackage]) -> frozenset[str]:
@@ -138,7 +155,7 @@ def solve_only(
     urls = channel_urls(channels, channel_alias)
     records = solve_records(
         urls,
-        list(specs),
+        solver_specs(specs, channel_alias),
         platform or host_platform(),
         cache_dir=cache_dir,
         as_of=as_of,

@@ -20,9 +20,18 @@ __all__ = ["main", "solve_query"]
 
 
 def solve_query(query: dict[str, Any]) -> list[dict[str, Any]]:
-    """Solve the conda specs (then the pip ones, against the host interpreter) of ``query``."""
-    from envstore.backends import conda
+    """Solve the conda specs (then the pip ones, against the host interpreter) of ``query``.
 
+    A PyPI-only query (``kind: pypi``) needs no channel: its pip requirements are resolved for
+    the host interpreter matching its ``python`` request, as a build of it would be.
+    """
+    from envstore.backends import conda, interpreters
+
+    if query.get("kind") == "pypi":
+        python, _version = interpreters.find_interpreter(
+            query["python"], cache_file=query.get("interpreter_cache")
+        )
+        return _pip_rows(query, python) if query.get("pip") else []
     rows = conda.solve_only(
         query["channels"],
         query["conda"],
@@ -37,19 +46,19 @@ def solve_query(query: dict[str, Any]) -> list[dict[str, Any]]:
     for row in rows:
         row["manager"] = "conda"
     if query.get("pip"):
-        rows += _pip_rows(query)
+        rows += _pip_rows(query, sys.executable)
     return rows
 
 
-def _pip_rows(query: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``pip:`` part, resolved by uv for the server's interpreter (nothing is installed)."""
+def _pip_rows(query: dict[str, Any], python: str) -> list[dict[str, Any]]:
+    """The ``pip:`` part, resolved by uv for ``python`` (nothing is installed)."""
     from envstore.backends import conda, pypi
 
     index = query.get("pypi_index_url") or "https://pypi.org/simple"
     with tempfile.TemporaryDirectory(prefix="envstore-solve-") as work:
         locked = pypi.resolve(
             list(query["pip"]),
-            sys.executable,
+            python,
             as_of=query.get("as_of"),
             index_url=query.get("pypi_index_url"),
             cache_dir=query["uv_cache_dir"],

@@ -34,6 +34,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags, platform_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from envstore.backends.uv_hints import as_of_hints, in_envstore_terms
 from envstore.core.lockfile import LockedPackage
 from envstore.errors import BuildFailure
 from envstore.pipeline.contract import BuildRequest
@@ -278,13 +279,21 @@ def resolve(
     if index_url:
         cmd += ["--index-url", index_url]
     try:
-        code, tail = stream_command(cmd, log, timeout=timeout, cwd=work_dir)
+        # uv's as-of hints name an option users cannot set: the log gets them reworded.
+        code, tail = stream_command(
+            cmd, lambda line: log(in_envstore_terms(line)), timeout=timeout, cwd=work_dir
+        )
     except TimeoutError as exc:
         raise BuildFailure(
             "solve_timeout", f"the solve took longer than {timeout:.0f}s: {exc}"
         ) from None
     if code != 0:
-        raise classify_uv_failure(tail, default_reason="solve_failed")
+        failure = classify_uv_failure(tail, default_reason="solve_failed")
+        hints = as_of_hints(tail)
+        if hints:  # which pin conflicts with the as-of date belongs in status_info too
+            message = "\n".join([failure.message, *hints])
+            raise BuildFailure(failure.reason, message, retryable=failure.retryable)
+        raise failure
     version = python_version or _python_version(python)
     return parse_pylock(
         output.read_text(), python_version=version, requested=requested, platform=platform

@@ -47,11 +47,7 @@ def login_command(
     """Sign in and keep an API token for this server."""
     connection = _connection(ctx)
     if token is None:
-        name = username or typer.prompt("User name")
-        if password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
-        else:
-            password = str(typer.prompt("Password", hide_input=True))
+        name, password = _credentials(username, password_stdin)
         with EnvstoreClient(connection.url) as client:
             token = client.login(
                 name,
@@ -68,6 +64,29 @@ def login_command(
         f"signed in to {connection.url} (primary namespace {who.get('primary_namespace')}); "
         f"token in {path}"
     )
+
+
+def _credentials(username: str | None, password_stdin: bool) -> tuple[str, str]:
+    """The user name and password, from the options, standard input or the terminal.
+
+    Without a terminal nothing can be asked (getpass would warn, then read stdin, then fail at
+    its end): that is bad input, said in one line, before any prompt.
+    """
+    interactive = sys.stdin.isatty()
+    if username is None and not interactive:
+        raise InvalidInput("no terminal to ask for the user name: pass --username NAME")
+    if not password_stdin and not interactive:
+        raise InvalidInput(
+            "no terminal to ask for the password: pass --password-stdin and the password on "
+            "standard input (or --token)"
+        )
+    name = username or str(typer.prompt("User name"))
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise InvalidInput("--password-stdin: standard input holds no password")
+        return name, password
+    return name, str(typer.prompt("Password", hide_input=True))
 
 
 def logout_command(ctx: typer.Context) -> None:

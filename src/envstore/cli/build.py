@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from envstore.cli.client import EnvstoreClient
 from envstore.cli.common import open_client, parse_env, parse_status
 from envstore.cli.follow import LogStream, follow_build
 from envstore.cli.output import (
@@ -21,6 +22,7 @@ from envstore.cli.output import (
     print_pairs,
     print_table,
 )
+from envstore.core.refs import EnvRef
 
 __all__ = ["build_app"]
 
@@ -40,7 +42,7 @@ def list_(
     limit: Annotated[int, typer.Option("--limit", min=0, help="At most N (0: all).")] = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """List builds, optionally of one environment or in one state."""
+    """List builds, newest first (* marks current ones), of one environment or in one state."""
     env_ref = parse_env(env) if env else None
     wanted_status = parse_status(status)
     with open_client(ctx) as client:
@@ -50,14 +52,24 @@ def list_(
             status=wanted_status,
             limit=limit,
         )
-    if as_json:
-        print_json(builds)
-        return
+        if as_json:
+            print_json(builds)
+            return
+        current = _current_ids(client, env_ref) if builds else set()
     print_table(
-        ["id", "environment", "status", "scheduled", "ended", "info"],
-        build_rows(builds),
+        ["", "id", "environment", "status", "scheduled", "ended", "info"],
+        build_rows(builds, current),
         empty="no builds",
     )
+
+
+def _current_ids(client: EnvstoreClient, env_ref: EnvRef | None) -> set[int]:
+    """Ids of the current builds of the environments (one, or all visible) a listing shows."""
+    if env_ref is not None:
+        envs = [client.get_environment(env_ref.namespace, env_ref.name)]
+    else:
+        envs = client.list_environments()
+    return {int(e["current_build_id"]) for e in envs if e.get("current_build_id") is not None}
 
 
 @build_app.command("show")
@@ -65,10 +77,14 @@ def show(ctx: typer.Context, build_id: BuildId, as_json: JsonOption = False) -> 
     """Show one build."""
     with open_client(ctx) as client:
         build = client.get_build(build_id)
-    if as_json:
-        print_json(build)
-    else:
-        print_pairs(build_summary(build))
+        if as_json:
+            print_json(build)
+            return
+        packages = client.package_count(build_id)
+        where = build.get("environment") or {}
+        env = client.get_environment(str(where.get("namespace")), str(where.get("name")))
+    current = env.get("current_build_id") == build_id
+    print_pairs(build_summary(build, packages=packages, current=current))
 
 
 def _write_stdout(text: str) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "EnvstoreClient",
     "LogChunk",
     "ServerError",
+    "anonymous_hint",
     "error_from_response",
 ]
 
@@ -69,15 +70,20 @@ class LogChunk:
     next_offset: int
 
 
-def error_from_response(response: httpx.Response) -> EnvstoreError:
+def error_from_response(
+    response: httpx.Response, *, anonymous_at: str | None = None
+) -> EnvstoreError:
     """Build the typed error for a non-2xx answer, keeping the server's message on one line.
 
     Unknown 4xx statuses (400, 413, 422, 429...) are the request's fault, so they become
     :class:`InvalidInput`; 503 is a retryable :class:`Unavailable`; any other 5xx is a
-    :class:`ServerError`.
+    :class:`ServerError`. ``anonymous_at`` is the server URL when the request carried no
+    token: a 403 then says so, and how to sign in, since that is its usual cause.
     """
     status = response.status_code
     message = _one_line(_message_of(response)) or f"HTTP {status} {response.reason_phrase}"
+    if status == 403 and anonymous_at is not None:
+        return Forbidden(f"{message}: {anonymous_hint(anonymous_at)}")
     if status == 503:
         retry = response.headers.get("Retry-After", "")
         return Unavailable(message, retry_after=int(retry) if retry.isdigit() else 5)
@@ -85,6 +91,16 @@ def error_from_response(response: httpx.Response) -> EnvstoreError:
         return ServerError(message, status=status)
     error_class = _CLASS_BY_STATUS.get(status, InvalidInput)
     return error_class(message)
+
+
+def anonymous_hint(url: str) -> str:
+    """Why a request without a token was refused, and the command that fixes it."""
+    url = url.rstrip("/")
+    option = "" if url == DEFAULT_URL else f" --url {url}"
+    return (
+        f"you are anonymous (no token kept for {url}); sign in with: "
+        f"envstore{option} login --username NAME --password-stdin"
+    )
 
 
 def _message_of(response: httpx.Response) -> str:
@@ -134,6 +150,7 @@ class EnvstoreClient:
 
     def __init__(self, url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/") or DEFAULT_URL
+        self._anonymous_at = None if token else self.url
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -144,6 +161,11 @@ class EnvstoreClient:
             timeout=timeout,
             follow_redirects=True,
         )
+
+    @property
+    def anonymous(self) -> bool:
+        """True when requests carry no token (the server sees an anonymous caller)."""
+        return self._anonymous_at is not None
 
     def __enter__(self) -> EnvstoreClient:
         return self
@@ -185,7 +207,7 @@ class EnvstoreClient:
             response = self._http.request(method, path, params=params, json=body)
         if response.is_success:
             return response
-        raise error_from_response(response)
+        raise error_from_response(response, anonymous_at=self._anonymous_at)
 
     def _json(
         self,
@@ -243,8 +265,9 @@ class EnvstoreClient:
         description: str | None = None,
         is_lockfile: bool = False,
         as_of: str | None = None,
-    ) -> int:
-        """POST the spec text as is; return the id of the build that will produce it."""
+    ) -> tuple[int, bool]:
+        """POST the spec text as is; return the id of the build that will produce it, and
+        whether that build was already there (the spec is unchanged)."""
         body: JSONDict = {
             "specification": specification,
             "environment_name": environment_name,
@@ -257,7 +280,7 @@ class EnvstoreClient:
         if as_of is not None:
             body["as_of"] = as_of
         data = self._data("POST", "specification/", body=body)
-        return _build_id(data)
+        return _build_id(data), bool(isinstance(data, dict) and data.get("unchanged"))
 
     def list_environments(
         self, *, namespace: str | None = None, search: str | None = None, limit: int = 0
@@ -299,9 +322,23 @@ class EnvstoreClient:
         status: str | None = None,
         limit: int = 0,
     ) -> list[JSONDict]:
-        """Builds visible to the caller, optionally of one environment or in one state."""
-        params = {"namespace": namespace, "name": name, "status": status}
+        """Builds visible to the caller, newest first, optionally of one environment or state.
+
+        Newest first so that ``limit`` keeps the most recent builds.
+        """
+        params = {
+            "namespace": namespace,
+            "name": name,
+            "status": status,
+            "sort_by": "id",
+            "order": "desc",
+        }
         return self._paged("build/", params, limit)
+
+    def package_count(self, build_id: int) -> int:
+        """How many packages (conda and pip) a build recorded."""
+        payload = self._json("GET", f"build/{build_id}/packages/", params={"size": 1})
+        return int(payload.get("count") or 0)
 
     def get_build(self, build_id: int, wait: float = 0) -> JSONDict:
         """One build, with the envstore fields (``build_key``, ``prefix``, ``environment``).

@@ -1,7 +1,10 @@
 """Where ``envstore login`` keeps API tokens: ``$XDG_CONFIG_HOME/envstore/token`` (default
 ``~/.config/envstore/token``), a JSON object ``{server URL: token}`` readable by the owner only.
 
-Tokens are kept per server URL, so a token for one server is never sent to another.
+Tokens are kept per server URL, so a token for one server is never sent to another. The
+loopback names (``localhost``, ``127.0.0.1``, ``[::1]``) are one server: ``serve`` listens on
+``127.0.0.1`` while the CLI's default is ``http://localhost:8080``, and a token kept under one
+spelling must be found under the other.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["forget_token", "store_token", "stored_token", "token_file"]
 
@@ -18,8 +22,25 @@ def token_file() -> Path:
     return Path(base) / "envstore" / "token"
 
 
-def _key(url: str) -> str:
-    return url.rstrip("/")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _server(url: str) -> str:
+    """Which server ``url`` is: lower-case scheme and host, loopback as ``localhost``."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        return url.rstrip("/")
+    if not parts.scheme or not host:
+        return url.rstrip("/")
+    if host in _LOOPBACK:
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path.rstrip("/"), "", ""))
 
 
 def _load(path: Path) -> dict[str, str]:
@@ -30,8 +51,17 @@ def _load(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def _key(url: str) -> str:
+    """The file keeps the URL as the user gave it (without a final slash)."""
+    return url.rstrip("/")
+
+
 def stored_token(url: str) -> str | None:
-    return _load(token_file()).get(_key(url))
+    data = _load(token_file())
+    if _key(url) in data:
+        return data[_key(url)]
+    server = _server(url)
+    return next((token for key, token in data.items() if _server(key) == server), None)
 
 
 def _save(path: Path, data: dict[str, str]) -> None:
@@ -46,7 +76,7 @@ def _save(path: Path, data: dict[str, str]) -> None:
 
 def store_token(url: str, token: str) -> Path:
     path = token_file()
-    data = _load(path)
+    data = _drop_server(_load(path), url)  # one token per server, whatever its spelling
     data[_key(url)] = token
     _save(path, data)
     return path
@@ -55,7 +85,13 @@ def store_token(url: str, token: str) -> Path:
 def forget_token(url: str) -> bool:
     path = token_file()
     data = _load(path)
-    if data.pop(_key(url), None) is None:
+    kept = _drop_server(data, url)
+    if len(kept) == len(data):
         return False
-    _save(path, data)
+    _save(path, kept)
     return True
+
+
+def _drop_server(data: dict[str, str], url: str) -> dict[str, str]:
+    server = _server(url)
+    return {key: token for key, token in data.items() if _server(key) != server}

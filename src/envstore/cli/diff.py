@@ -16,6 +16,7 @@ import typer
 
 from envstore.cli.client import error_from_response
 from envstore.cli.common import Connection
+from envstore.cli.credentials import stored_token
 from envstore.errors import InvalidInput, Unavailable
 
 __all__ = ["artifact_command", "diff_command"]
@@ -38,7 +39,9 @@ def _connection(ctx: typer.Context) -> Connection:
 def _get(ctx: typer.Context, path: str, target: Path | None = None) -> httpx.Response:
     """GET ``/api/v1/<path>``, following redirects to the blob store; stream to ``target``."""
     connection = _connection(ctx)
-    headers = {"Authorization": f"Bearer {connection.token}"} if connection.token else {}
+    # --token / ENVSTORE_TOKEN first, then the token `envstore login` kept, as every command.
+    token = connection.token or stored_token(connection.url)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = f"{connection.url.rstrip('/')}/api/v1/{path}"
     try:
         with (
@@ -47,7 +50,8 @@ def _get(ctx: typer.Context, path: str, target: Path | None = None) -> httpx.Res
         ):
             if not response.is_success:
                 response.read()
-                raise error_from_response(response)
+                anonymous = None if token else connection.url
+                raise error_from_response(response, anonymous_at=anonymous)
             if target is None:
                 response.read()
                 return response

@@ -15,9 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
-from envstore.cli.client import EnvstoreClient
+from envstore.cli.client import EnvstoreClient, anonymous_hint
 from envstore.cli.common import open_client, parse_env, parse_selector_ref
-from envstore.cli.follow import follow_build
+from envstore.cli.follow import follow_build, stopped_following
 from envstore.cli.output import (
     build_summary,
     environment_rows,
@@ -119,7 +119,7 @@ def create(
         validate_name(namespace, kind="namespace")
     as_of = valid_as_of(as_of)
     with open_client(ctx) as client:
-        build_id = client.submit_specification(
+        build_id, unchanged = client.submit_specification(
             text,
             environment_name=env_name,
             namespace=namespace,
@@ -128,10 +128,33 @@ def create(
             as_of=as_of,
         )
         # The server picks the caller's primary namespace when none is given; ask which.
+        try:
+            _report_submission(client, build_id, unchanged, namespace, env_name, wait)
+        except KeyboardInterrupt:  # the build exists now: Ctrl-C leaves it alone
+            raise typer.Exit(stopped_following(build_id)) from None
+
+
+def _report_submission(
+    client: EnvstoreClient,
+    build_id: int,
+    unchanged: bool,
+    namespace: str | None,
+    env_name: str,
+    wait: bool,
+) -> None:
+    if unchanged:
+        # The build that stands for this spec already exists: say which, and never replay a
+        # finished build's log as if it were building now.
+        status = str(client.get_build(build_id).get("status"))
+        if status == "COMPLETED":
+            out_console().print(f"unchanged: build {build_id} is current ({status})")
+            return
+        out_console().print(f"unchanged: build {build_id} is already {status}")
+    else:
         where = f"{namespace}/{env_name}" if namespace else _where(client, build_id, env_name)
         out_console().print(f"build {build_id} queued for {where}")
-        if wait:
-            raise typer.Exit(follow_build(client, build_id))
+    if wait:
+        raise typer.Exit(follow_build(client, build_id))
 
 
 @env_app.command("list")
@@ -155,6 +178,9 @@ def list_(
         environment_rows(envs),
         empty="no environments",
     )
+    if not envs and client.anonymous:
+        # An empty list is what an anonymous caller sees on most servers: say why.
+        sys.stderr.write(f"note: {anonymous_hint(client.url)}\n")
 
 
 @env_app.command("show")
@@ -170,8 +196,11 @@ def show(
         # The environment's embedded current_build lacks the envstore fields (key, prefix);
         # resolving the empty selector returns the full build.
         build: dict[str, Any] | None = None
+        packages: int | None = None
         if selector or env.get("current_build_id") is not None:
             build = client.resolve(env_ref.namespace, env_ref.name, selector)
+            if not as_json:
+                packages = client.package_count(int(build["id"]))
     if as_json:
         print_json(build if selector else env)
         return
@@ -180,7 +209,8 @@ def show(
         if build is not None:
             out_console().print()
     if build is not None:
-        print_pairs(build_summary(build))
+        current = build.get("id") == env.get("current_build_id")
+        print_pairs(build_summary(build, packages=packages, current=current))
 
 
 @env_app.command("rollback")
@@ -201,7 +231,7 @@ def delete(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="NS/NAME")],
 ) -> None:
-    """Delete an environment and its builds."""
+    """Delete an environment: it and its builds are gone from every list; gc frees the space."""
     env_ref = parse_env(ref)
     with open_client(ctx) as client:
         message = client.delete_environment(env_ref.namespace, env_ref.name)

@@ -21,8 +21,16 @@ from envstore.cli.output import err_console, one_line, status_line
 from envstore.core.builds import TERMINAL, BuildStatus
 from envstore.errors import NotFound
 
-__all__ = ["POLL_INTERVAL", "LogStream", "exit_code_for", "follow_build"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "POLL_INTERVAL",
+    "LogStream",
+    "exit_code_for",
+    "follow_build",
+    "stopped_following",
+]
 
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT; the build itself is not touched
 POLL_INTERVAL = 0.5  # the least time between two rounds that bring nothing new
 WAIT = 10.0  # seconds one long poll may last
 
@@ -85,16 +93,23 @@ def _is_terminal(build: dict[str, Any]) -> bool:
     return str(build.get("status")) in {status.value for status in TERMINAL}
 
 
-def follow_build(client: EnvstoreClient, build_id: int, *, show_log: bool = True) -> int:
-    """Poll until the build ends, streaming its log; print the final line; return the exit code.
+def stopped_following(build_id: int) -> int:
+    """Ctrl-C stops the following, not the build: say so and how to go on; return 130."""
+    sys.stderr.write(
+        f"\nstopped following build {build_id}; it goes on on the server. "
+        f"Follow it again: envstore build logs {build_id} --follow; "
+        f"cancel it: envstore build cancel {build_id}\n"
+    )
+    sys.stderr.flush()
+    return EXIT_INTERRUPTED
 
-    The final log read happens after the terminal state is seen, so the last lines written by
-    the worker before it finished are never lost.
-    """
-    stream = LogStream(_stdout_write)
-    console = err_console()
+
+def _follow(
+    client: EnvstoreClient, build_id: int, stream: LogStream, show_log: bool
+) -> dict[str, Any]:
+    """Long-poll until the build ends, writing its log to ``stream``; return the last build."""
     build = client.get_build(build_id)
-    with console.status(f"build {build_id}: {build.get('status')}") as spinner:
+    with err_console().status(f"build {build_id}: {build.get('status')}") as spinner:
         while not _is_terminal(build):
             started, status = time.monotonic(), build.get("status")
             news = stream.pull(client, build_id, wait=WAIT) if show_log else False
@@ -105,6 +120,21 @@ def follow_build(client: EnvstoreClient, build_id: int, *, show_log: bool = True
                 time.sleep(max(0.0, POLL_INTERVAL - (time.monotonic() - started)))
         if show_log:
             stream.pull(client, build_id)  # the lines written before the build ended
+    return build
+
+
+def follow_build(client: EnvstoreClient, build_id: int, *, show_log: bool = True) -> int:
+    """Poll until the build ends, streaming its log; print the final line; return the exit code.
+
+    The final log read happens after the terminal state is seen, so the last lines written by
+    the worker before it finished are never lost.
+    """
+    stream = LogStream(_stdout_write)
+    try:
+        build = _follow(client, build_id, stream, show_log)
+    except KeyboardInterrupt:
+        stream.finish()
+        return stopped_following(build_id)
     stream.finish()
     code = exit_code_for(build)
     line = status_line(build)

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.main import get_command
@@ -119,9 +119,24 @@ def _usage_line(error: BaseException) -> str:
     return f"{message} (see '{path} --help')" if path else message
 
 
+def _plain_flags(command: Any, parent: typer.Context | None = None) -> None:
+    """Show flags as flags in help: no ``<bool>`` type column for ``--wait`` or ``--help``.
+
+    Typer's rich help prints every option's type, flags included; an option's ``metavar``
+    replaces it, so flags (the help option too, made per command) get an empty one.
+    """
+    ctx = typer.Context(command, info_name=command.name, parent=parent)
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False):
+            param.metavar = ""
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _plain_flags(sub, ctx)
+
+
 def run_cli(args: Sequence[str] | None = None) -> int:
     """Run the CLI on ``args`` and return the exit code; errors are printed, never raised."""
     command = get_command(app)
+    _plain_flags(command)
     argv = list(sys.argv[1:] if args is None else args)
     try:
         result = command.main(argv, prog_name="envstore", standalone_mode=False)

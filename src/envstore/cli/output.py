@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -147,10 +147,13 @@ def environment_rows(envs: Iterable[Mapping[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def build_rows(builds: Iterable[Mapping[str, Any]]) -> list[list[str]]:
-    """Rows for ``build list``."""
+def build_rows(
+    builds: Iterable[Mapping[str, Any]], current: Collection[Any] = ()
+) -> list[list[str]]:
+    """Rows for ``build list``; ``*`` marks the builds in ``current`` (ids)."""
     return [
         [
+            "*" if build.get("id") in current else "",
             str(build.get("id")),
             _env_label(build),
             _text(build.get("status")),
@@ -162,15 +165,21 @@ def build_rows(builds: Iterable[Mapping[str, Any]]) -> list[list[str]]:
     ]
 
 
-def build_summary(build: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Field/value pairs for ``build show`` and for the build part of ``env show``."""
+def build_summary(
+    build: Mapping[str, Any], *, packages: int | None = None, current: bool | None = None
+) -> list[tuple[str, str]]:
+    """Field/value pairs for ``build show`` and for the build part of ``env show``.
+
+    The build JSON has neither its package count (``GET /build/{id}/packages/`` counts them)
+    nor whether it is current (its environment says): callers that know pass them.
+    """
     artifacts = build.get("build_artifacts") or []
     kinds = sorted({str(a.get("artifact_type")) for a in artifacts if isinstance(a, Mapping)})
-    packages = build.get("packages")
     return [
         ("build", str(build.get("id"))),
         ("environment", _env_label(build)),
         ("status", _text(build.get("status"))),
+        ("current", _NONE if current is None else ("yes" if current else "no")),
         ("status info", _text(build.get("status_info"))),
         ("build key", _text(build.get("build_key"))),
         ("attempt", _text(build.get("attempt"))),
@@ -179,7 +188,7 @@ def build_summary(build: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("started", _text(build.get("started_on"))),
         ("ended", _text(build.get("ended_on"))),
         ("size", _text(build.get("size"))),
-        ("packages", str(len(packages)) if isinstance(packages, list) else _NONE),
+        ("packages", _text(packages)),
         ("prefix", _text(build.get("prefix"))),
         ("artifacts", ", ".join(kinds) or _NONE),
     ]

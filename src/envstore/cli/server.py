@@ -77,7 +77,7 @@ def serve(
         typer.echo(
             "no administrator exists yet: create one on this host with\n"
             "  envstore user add NAME --admin --password-stdin\n"
-            f"then sign in with: envstore --url {url} login --username NAME"
+            f"then sign in with: {login_hint(settings.host, settings.port, settings.url_prefix)}"
         )
     uvicorn.run(
         create_app(settings),
@@ -86,6 +86,23 @@ def serve(
         log_level="info",
         access_log=False,
     )
+
+
+def login_hint(host: str, port: int, url_prefix: str) -> str:
+    """The exact ``envstore login`` command for a server on ``host:port`` under ``url_prefix``.
+
+    It names the URL the CLI will use: the CLI's default (``http://localhost:8080``) needs no
+    ``--url``, and a loopback or wildcard address is spelled ``localhost`` as that default is.
+    """
+    from envstore.cli.client import DEFAULT_URL
+
+    if host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost"):  # noqa: S104 - a name, not a bind
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{port}{url_prefix.rstrip('/')}"
+    option = "" if url == DEFAULT_URL else f" --url {url}"
+    return f"envstore{option} login --username NAME --password-stdin"
 
 
 def db_upgrade() -> None:

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
+from envstore.core.matchspec import parse_match_spec, python_request
 from envstore.core.yamlsafe import load_bounded_yaml
 from envstore.errors import InvalidSpec, LimitExceeded, PayloadTooLarge
 
@@ -37,8 +36,6 @@ _ALLOWED_KEYS = {
     "virtual_packages",
 }
 _LIST_ITEM = re.compile(rb"^[ \t]*- ", re.MULTILINE)
-_CONDA_DEP = re.compile(r"^(?:[A-Za-z0-9_.\-/:]+::)?([A-Za-z0-9_][A-Za-z0-9_.\-]*)(.*)$")
-_CONDA_VERSION_CHARS = re.compile(r"^[A-Za-z0-9_.*,|<>=!~\[\]'\"+ \-]*$")
 _MAPPING_KEY = re.compile(r"^[A-Za-z_][\w-]*[ \t]*:([ \t]|$)", re.MULTILINE)
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VIRTUAL = re.compile(r"__[a-z][a-z0-9_]{0,30}")
@@ -57,7 +54,11 @@ class SpecLimits:
 
 @dataclass(frozen=True)
 class EnvironmentSpec:
-    """A validated specification. ``conda`` holds conda match specs, ``pip`` PEP 508 strings."""
+    """A validated specification. ``conda`` holds conda match specs, ``pip`` PEP 508 strings.
+
+    ``conda`` keeps each dependency as written (whitespace collapsed), so the spec a user sees
+    and its hash do not change; :attr:`match_specs` is the form the solver takes.
+    """
 
     name: str | None = None
     channels: tuple[str, ...] = ()
@@ -78,9 +79,15 @@ class EnvironmentSpec:
     def python(self) -> str | None:
         """The Python request for uv (``3.11``, ``3.11.7``, ``>=3.10``) or None for the default."""
         for dep in self.conda:
-            if _dep_name(dep) == "python":
-                return _python_request(dep)
+            parsed = parse_match_spec(dep)
+            if parsed.name == "python":
+                return python_request(parsed)
         return None
+
+    @property
+    def match_specs(self) -> tuple[str, ...]:
+        """The conda dependencies in the strict form rattler's solver accepts."""
+        return tuple(parse_match_spec(dep).solver_spec for dep in self.conda)
 
     @property
     def requested_names(self) -> frozenset[str]:
@@ -139,7 +146,7 @@ def parse_specification(text: str | bytes, limits: SpecLimits | None = None) -> 
         len(_LIST_ITEM.findall(raw)) > limits.max_packages + 64
         or raw.count(b"\n") > 4 * limits.max_packages + 256
     ):
-        _too_many(limits, "more than")
+        _too_many(limits, f"more than {limits.max_packages}")
     try:
         decoded = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -160,6 +167,8 @@ def parse_specification(text: str | bytes, limits: SpecLimits | None = None) -> 
         _too_many(limits, str(count))
     if count == 0:
         raise InvalidSpec("specification lists no packages")
+    if spec.kind == "pypi":
+        _ = spec.python  # the interpreter request must be one uv understands
     return spec
 
 
@@ -225,13 +234,7 @@ def _split_dependencies(value: Any) -> tuple[list[str], list[str]]:
 
 def _validate_conda(dep: str) -> str:
     dep = " ".join(dep.split())
-    match = _CONDA_DEP.match(dep)
-    if not match or not _CONDA_VERSION_CHARS.match(match.group(2)):
-        raise InvalidSpec(f"invalid conda dependency {dep!r}")
-    if match.group(1).lower() == "pip" and not match.group(2).strip():
-        return "pip"
-    if match.group(1).lower() == "python":
-        _python_request(dep)  # validates the version part
+    parse_match_spec(dep)  # raises InvalidSpec naming the dependency
     return dep
 
 
@@ -247,28 +250,8 @@ def _validate_pip(req: str, where: str) -> str:
     return str(parsed)
 
 
-def _python_request(dep: str) -> str | None:
-    version = dep.split("::")[-1][len("python") :].strip().replace(" ", "")
-    if not version:
-        return None
-    if version.startswith("=") and not version.startswith("=="):
-        version = version[1:]
-    if version.startswith("=="):
-        version = version[2:]
-    version = version.removesuffix(".*")
-    try:
-        if version[:1].isdigit():
-            Version(version)
-        else:
-            SpecifierSet(version)
-    except (InvalidVersion, InvalidSpecifier):
-        raise InvalidSpec(f"invalid python version {dep!r}") from None
-    return version
-
-
 def _dep_name(dep: str) -> str:
-    match = _CONDA_DEP.match(dep)
-    return match.group(1).lower() if match else dep.lower()
+    return parse_match_spec(dep).name
 
 
 def _variables(value: Any) -> dict[str, str]:
@@ -321,7 +304,6 @@ def _dedupe(items: list[str]) -> tuple[str, ...]:
 
 def _too_many(limits: SpecLimits, count: str) -> None:
     raise LimitExceeded(
-        f"specification lists {count} {limits.max_packages} packages; "
-        f"the limit is {limits.max_packages} (max_packages)",
+        f"specification lists {count} packages; the limit is {limits.max_packages} (max_packages)",
         limit="max_packages",
     )

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
@@ -20,6 +20,7 @@ from envstore.core.permissions import Permission
 from envstore.core.refs import EnvRef
 from envstore.db.models import (
     Build,
+    BuildLogChunk,
     CurrentBuildSwitch,
     Environment,
     Namespace,
@@ -143,8 +144,16 @@ def update_description(db: Session, namespace: str, name: str, description: str)
 
 def delete_environment(
     db: Session, layout: StoreLayout, who: Principal, namespace: str, name: str
-) -> None:
-    """Soft-delete the environment; its builds stay for the record, its link goes."""
+) -> int:
+    """Delete the environment and every build of it; return how many builds that marked.
+
+    What delete means (README "Deleting"): the environment and all its builds are marked
+    deleted in one transaction, so every route and command treats them as gone at once (404,
+    absent from lists, not resolvable); the rows stay for the record (who switched what, when).
+    The environment's link is removed now; the builds' prefixes, blobs and package-cache
+    entries are reclaimed by garbage collection once nothing live references them. A name
+    submitted again later starts afresh: the deleted builds never come back.
+    """
     env = get_environment(db, namespace, name)
     busy = db.scalar(
         select(Build.id).where(
@@ -165,10 +174,23 @@ def delete_environment(
             switched_on=utcnow(),
         )
     )
-    env.deleted_on = utcnow()
+    now = utcnow()
+    marked = db.execute(
+        update(Build)
+        .where(Build.environment_id == env.id, Build.deleted_on.is_(None))
+        .values(deleted_on=now)
+    ).rowcount
+    # As for one deleted build: its log lives in the database, so it goes now.
+    db.execute(
+        delete(BuildLogChunk).where(
+            BuildLogChunk.build_id.in_(select(Build.id).where(Build.environment_id == env.id))
+        )
+    )
+    env.deleted_on = now
     env.current_build_id = None
     db.commit()
     layout.publish(namespace, name, None)
+    return int(marked or 0)
 
 
 def resolve_ref(db: Session, ref: EnvRef) -> BuildView:
@@ -200,5 +222,27 @@ def _current_at(db: Session, env: Environment, label: str, at: datetime) -> int:
         .limit(1)
     )
     if switch is None or switch.to_build_id is None:
-        raise NotFound(f"{label} had no current build at {at.isoformat(timespec='seconds')}")
+        raise NotFound(_no_build_then(db, env, label, at))
     return switch.to_build_id
+
+
+def _no_build_then(db: Session, env: Environment, label: str, at: datetime) -> str:
+    """Why a date names no build, with the first moment that would (a date is read as the
+    end of that day, UTC)."""
+    when = at.isoformat(timespec="seconds")
+    first = db.scalar(
+        select(CurrentBuildSwitch.switched_on)
+        .where(
+            CurrentBuildSwitch.environment_id == env.id,
+            CurrentBuildSwitch.to_build_id.is_not(None),
+            CurrentBuildSwitch.switched_on > at,
+        )
+        .order_by(CurrentBuildSwitch.switched_on)
+        .limit(1)
+    )
+    if first is None:
+        return f"{label} had no current build at {when} (UTC)"
+    return (
+        f"{label} had no current build at {when} (UTC); its first one became current at "
+        f"{first.isoformat(timespec='seconds')}: use that date or a later one"
+    )

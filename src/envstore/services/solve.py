@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from envstore.core.specs import SpecLimits, parse_specification
+from envstore.core.matchspec import parse_match_spec
+from envstore.core.specs import EnvironmentSpec, SpecLimits, parse_specification
 from envstore.db.models import Channel, utcnow
 from envstore.errors import BuildFailure, InvalidInput, InvalidSpec, Unavailable
 from envstore.settings import Settings
@@ -56,8 +57,12 @@ def solve_specification(
     spec = _validated(query, limits)
     settings.channel_rules.urls(spec.channels)  # the allow-list (I12), before any fetch
     payload = {
+        "kind": spec.kind,
+        # A PyPI-only query resolves for the interpreter a build of it would use.
+        "python": spec.python or settings.default_python,
+        "interpreter_cache": str(settings.uv_cache_dir.parent / "interpreters.json"),
         "channels": list(spec.channels),
-        "conda": list(spec.conda),
+        "conda": list(spec.match_specs),
         "pip": list(spec.pip),
         "platform": settings.conda_platform,
         "cache_dir": str(settings.store_dir / "cache" / "repodata"),
@@ -89,20 +94,23 @@ def solve_specification(
     ]
 
 
-def _validated(query: SolveQuery, limits: SpecLimits) -> Any:
+def _validated(query: SolveQuery, limits: SpecLimits) -> EnvironmentSpec:
+    """The query as a spec, parsed exactly as a submission: what builds, solves."""
     if not query.conda and not query.pip:
         raise InvalidInput("name at least one package with 'conda' (or 'pip')")
-    if not query.channels:
-        raise InvalidInput("name at least one channel with 'channel'")
-    if query.pip and not any(dep.split("=")[0].strip() == "python" for dep in query.conda):
-        raise InvalidInput("'pip' packages need 'python' among the 'conda' packages")
     text = json.dumps(
         {
             "channels": list(query.channels),
             "dependencies": [*query.conda, *([{"pip": list(query.pip)}] if query.pip else [])],
         }
     )
-    return parse_specification(text, limits)
+    spec = parse_specification(text, limits)
+    if spec.kind == "conda":
+        if not spec.channels:
+            raise InvalidInput("conda packages need at least one channel with 'channel'")
+        if spec.pip and "python" not in {parse_match_spec(dep).name for dep in spec.conda}:
+            raise InvalidInput("'pip' packages need 'python' among the 'conda' packages")
+    return spec
 
 
 def _slot(size: int) -> threading.BoundedSemaphore:

@@ -29,7 +29,7 @@ from envstore.db.models import Build, Environment, Namespace, Specification, utc
 from envstore.errors import InvalidSpec, PayloadTooLarge
 from envstore.services.common import get_build
 
-__all__ = ["Submission", "rebuild", "submit"]
+__all__ = ["Submission", "Submitted", "rebuild", "submit"]
 
 # SQLite serialises writers but not read-then-write sequences; one process owns an embedded
 # store, so a process lock makes "find a pending build or create one" atomic there. PostgreSQL
@@ -48,6 +48,24 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class Submitted:
+    """The build that will produce a submission, and whether it was queued by it."""
+
+    build: Build
+    created: bool
+
+    @property
+    def message(self) -> str:
+        """What the submitter is told: a new build, or which build already stands for it."""
+        build = self.build
+        if self.created:
+            return f"build {build.id} queued"
+        if build.status == BuildStatus.COMPLETED:
+            return f"unchanged: build {build.id} is current ({build.status})"
+        return f"unchanged: build {build.id} is already {build.status}"
+
+
+@dataclass(frozen=True)
 class _Parsed:
     name: str | None
     kind: str
@@ -63,7 +81,7 @@ def submit(
     sub: Submission,
     limits: SpecLimits,
     channels: ChannelRules | None = None,
-) -> Build:
+) -> Submitted:
     """Validate ``sub`` and return the build that will produce it (new or already there).
 
     Channels are checked against ``channels`` (the server's allow-list, I12) here, so a refused
@@ -77,9 +95,9 @@ def submit(
     with _SUBMIT_LOCK:
         for attempt in range(3):
             try:
-                build = _submit_locked(db, ns_name, name, parsed, sub)
+                submitted = _submit_locked(db, ns_name, name, parsed, sub)
                 db.commit()
-                return build
+                return submitted
             except IntegrityError:
                 db.rollback()
                 if attempt == 2:
@@ -130,7 +148,9 @@ def _parse(sub: Submission, limits: SpecLimits, rules: ChannelRules) -> _Parsed:
     return _Parsed(spec.name, spec.kind, spec.to_dict(), spec.sha256, spec.description, None)
 
 
-def _submit_locked(db: Session, ns_name: str, name: str, parsed: _Parsed, sub: Submission) -> Build:
+def _submit_locked(
+    db: Session, ns_name: str, name: str, parsed: _Parsed, sub: Submission
+) -> Submitted:
     namespace = db.scalar(select(Namespace).where(Namespace.name == ns_name))
     if namespace is None:
         namespace = Namespace(name=ns_name, metadata_={})
@@ -162,8 +182,8 @@ def _submit_locked(db: Session, ns_name: str, name: str, parsed: _Parsed, sub: S
         db.flush()
     existing = _same_build(db, env, spec.id, sub.as_of)
     if existing is not None:
-        return existing
-    return _new_build(db, env, spec, sub.as_of, parsed.lockfile_text)
+        return Submitted(existing, created=False)
+    return Submitted(_new_build(db, env, spec, sub.as_of, parsed.lockfile_text), created=True)
 
 
 def _same_build(

@@ -88,8 +88,12 @@ def delete_environment(
     namespace: str,
     name: str,
 ) -> dict[str, Any]:
-    svc.delete_environment(db, state.layout, who, namespace, name)
-    return {"status": "ok", "message": f"environment {namespace}/{name} deleted"}
+    marked = svc.delete_environment(db, state.layout, who, namespace, name)
+    return {
+        "status": "ok",
+        "message": f"environment {namespace}/{name} deleted with its {marked} build(s); "
+        "garbage collection reclaims their space",
+    }
 
 
 @router.get("/environment/{namespace}/{name}/lockfile/", response_class=PlainTextResponse)

@@ -61,9 +61,14 @@ def create_specification(
         is_lockfile=body.is_lockfile,
         as_of=as_of,
     )
-    build = submit(db, who, sub, state.limits, state.settings.channel_rules)
-    state.wake_workers(build.id)
-    return ok({"build_id": build.id}, f"build {build.id} is {build.status}")
+    submitted = submit(db, who, sub, state.limits, state.settings.channel_rules)
+    build_id = submitted.build.id
+    if submitted.created:
+        state.wake_workers(build_id)
+    # ``unchanged``: an addition to conda-store's answer, so clients need not guess whether
+    # the build they got back is a new one.
+    data = {"build_id": build_id, "unchanged": not submitted.created}
+    return ok(data, submitted.message)
 
 
 @router.get("/specification/")
