@@ -113,3 +113,24 @@ def test_I12_an_unreachable_channel_is_summarised_without_what_came_back() -> No
     )
     assert failure.reason == "channel_unreachable"
     assert failure.message == "cannot reach channel file:///srv/channels/x/"
+
+
+@pytest.mark.parametrize(
+    "dependency", ["file:///etc::x", "http://169.254.169.254/::x", "http://127.0.0.1:9/c::x >=1"]
+)
+def test_I12_a_channel_named_inside_a_dependency_is_checked_too(
+    settings: Settings, dependency: str
+) -> None:
+    # ``channel::name`` is a channel as much as ``channels:`` is: the same allow-list applies.
+    client = client_for(settings.model_copy(update={"channel_allow": ["https://"]}))
+    text = f"channels: [conda-forge]\ndependencies: [{dependency!r}]\n"
+    answer = client.post(
+        "/api/v1/specification/", json={"specification": text, "environment_name": "dep"}
+    )
+    assert answer.status_code == 400, answer.text
+    assert "ENVSTORE_CHANNEL_ALLOW" in answer.json()["message"]
+    solve = client.get(
+        "/api/v1/specification/", params={"channel": "conda-forge", "conda": dependency}
+    )
+    assert solve.status_code == 400 and "ENVSTORE_CHANNEL_ALLOW" in solve.json()["message"]
+    assert client.get("/api/v1/build/").json()["count"] == 0

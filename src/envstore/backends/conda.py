@@ -260,7 +260,7 @@ def _check_allowed(request: BuildRequest) -> None:
                 if package.manager == "conda":
                     rules.check_url(package.url, package.url)
         else:
-            rules.urls(_spec(request.spec).channels)
+            rules.urls(_spec(request.spec).all_channels)
     except InvalidSpec as exc:
         raise BuildFailure("channel_not_allowed", str(exc)) from None
 

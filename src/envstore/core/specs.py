@@ -90,6 +90,13 @@ class EnvironmentSpec:
         return tuple(parse_match_spec(dep).solver_spec for dep in self.conda)
 
     @property
+    def all_channels(self) -> tuple[str, ...]:
+        """``channels:`` and the channels named inside dependencies (``conda-forge::numpy``):
+        the server's allow-list covers both (I12)."""
+        named = (spec.rpartition("::") for spec in self.match_specs)
+        return (*self.channels, *(channel for channel, sep, _ in named if sep))
+
+    @property
     def requested_names(self) -> frozenset[str]:
         """Normalised names of every package the user asked for (conda and pip)."""
         names = {_dep_name(dep) for dep in self.conda}

@@ -55,7 +55,7 @@ def solve_specification(
     channel too.
     """
     spec = _validated(query, limits)
-    settings.channel_rules.urls(spec.channels)  # the allow-list (I12), before any fetch
+    settings.channel_rules.urls(spec.all_channels)  # the allow-list (I12), before any fetch
     payload = {
         "kind": spec.kind,
         # A PyPI-only query resolves for the interpreter a build of it would use.

@@ -142,7 +142,7 @@ def _parse(sub: Submission, limits: SpecLimits, rules: ChannelRules) -> _Parsed:
         digest = hashlib.sha256(("lockfile:" + body).encode()).hexdigest()
         return _Parsed(sub.environment_name, kind, data, digest, None, lock.to_yaml())
     spec = parse_specification(sub.text, limits)
-    rules.urls(spec.channels)
+    rules.urls(spec.all_channels)
     if sub.environment_name:
         spec = spec.with_name(sub.environment_name)
     return _Parsed(spec.name, spec.kind, spec.to_dict(), spec.sha256, spec.description, None)
