@@ -12,7 +12,7 @@ route that declares nothing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
@@ -35,6 +35,7 @@ from envstore.jobs.events import BuildEvents
 from envstore.services.access import build_owner
 from envstore.services.common import MAX_PAGE_SIZE, Paging
 from envstore.services.identity import identify
+from envstore.services.submit import DEFAULT_INDEX_URL, PolicyInputs
 from envstore.settings import Settings
 from envstore.storage import BlobStore, StoreLayout
 
@@ -88,6 +89,13 @@ class AppState:
         self.events.changed(build_id)  # a cancel ends a queued build: its waiters answer
 
     @property
+    def policy_inputs(self) -> PolicyInputs:
+        """What the policy compares submissions with: the channel alias and the PyPI index."""
+        return PolicyInputs(
+            self.settings.channel_alias, self.settings.pypi_index_url or DEFAULT_INDEX_URL
+        )
+
+    @property
     def limits(self) -> SpecLimits:
         s = self.settings
         return SpecLimits(s.max_spec_bytes, s.max_packages, s.max_yaml_depth, s.max_yaml_aliases)
@@ -119,14 +127,16 @@ DbSession = Annotated[Session, Depends(get_db)]
 
 
 def _identify(request: Request, state: AppState, db: Session) -> Principal:
-    """The caller: cookie, then Bearer, then Basic; anonymous when none matches."""
-    return identify(
+    """The caller: cookie, then Bearer, then Basic; anonymous when none matches. It carries
+    the client's address, which the audit log records with every change."""
+    who = identify(
         db,
         state.settings,
         state.cookies,
         request.cookies.get(COOKIE_NAME),
         request.headers.get("authorization"),
     )
+    return replace(who, address=request.client.host if request.client else None)
 
 
 async def get_paging(

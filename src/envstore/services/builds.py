@@ -23,6 +23,7 @@ from envstore.db.models import (
 )
 from envstore.errors import Conflict, InvalidInput, NotFound
 from envstore.services.access import visible
+from envstore.services.audit import record
 from envstore.services.common import Page, Paging, get_build, paginate_ids, where_build_matches
 from envstore.services.views import (
     BuildView,
@@ -93,13 +94,26 @@ def list_builds(
     return Page(builds_by_ids(db, page.items), page.page, page.size, page.count)
 
 
-def cancel_build(db: Session, build_id: int) -> Build:
+def _record(db: Session, who: Principal, kind: str, build: Build, before: object) -> None:
+    namespace, environment = db.execute(
+        select(Namespace.name, Environment.name)
+        .join(Environment, Environment.namespace_id == Namespace.id)
+        .where(Environment.id == build.environment_id)
+    ).one()
+    record(
+        db, who, kind, namespace=namespace, environment=environment, target=f"build {build.id}",
+        before=before,
+    )  # fmt: skip
+
+
+def cancel_build(db: Session, who: Principal, build_id: int) -> Build:
     """Cancel a queued build at once; ask the worker to kill a running one (W8)."""
     build = get_build(db, build_id)
     if build.status in TERMINAL:
         raise Conflict(
             f"build {build_id} is {build.status}; only QUEUED or BUILDING builds can be canceled"
         )
+    _record(db, who, "build.cancel", build, before={"status": build.status})
     if build.status == BuildStatus.QUEUED:
         done = db.execute(
             update(Build)
@@ -117,7 +131,7 @@ def cancel_build(db: Session, build_id: int) -> Build:
     return build
 
 
-def delete_build(db: Session, build_id: int) -> Build:
+def delete_build(db: Session, who: Principal, build_id: int) -> Build:
     """Soft-delete a finished build that is not its environment's current build."""
     build = get_build(db, build_id)
     if build.status not in TERMINAL:
@@ -128,6 +142,7 @@ def delete_build(db: Session, build_id: int) -> Build:
     if current == build.id:
         raise Conflict(f"build {build_id} is the current build of its environment; roll back first")
     build.deleted_on = utcnow()
+    _record(db, who, "build.delete", build, before={"status": build.status})
     db.execute(delete(BuildLogChunk).where(BuildLogChunk.build_id == build_id))
     db.commit()
     return build

@@ -61,7 +61,7 @@ def create_specification(
         is_lockfile=body.is_lockfile,
         as_of=as_of,
     )
-    build = submit(db, who, sub, state.limits)
+    build = submit(db, who, sub, state.limits, state.policy_inputs)
     state.wake_workers(build.id)
     return ok({"build_id": build.id}, f"build {build.id} is {build.status}")
 
