@@ -159,6 +159,7 @@ class On(Enum):
     PUBLIC = "anyone may call; the route itself shows only the caller's own data"
     LIST = "a list: the route filters rows in SQL to what the caller may see"
     ANY = "the caller must hold the permission on some pattern (the route checks the target)"
+    EVERYWHERE = "the caller must hold the permission on every namespace (*/*): global settings"
     NAMESPACE = "the {namespace} of the path, namespace-wide (ns/*)"
     ENVIRONMENT = "{namespace}/{name} of the path"
     BUILD = "the namespace/environment of the build {build_id}, loaded from the database"
@@ -170,6 +171,8 @@ _READS = {Permission.NAMESPACE_READ, Permission.ROLE_MAPPING_READ}
 def _check(request: Request, db: Session, who: Principal, permission: Permission, on: On) -> None:
     params = request.path_params
     if on is On.ANY and not who.can_somewhere(permission):
+        raise Forbidden()
+    if on is On.EVERYWHERE and not who.can_everywhere(permission):
         raise Forbidden()
     if on is On.NAMESPACE:
         namespace = str(params["namespace"])
