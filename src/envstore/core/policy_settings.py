@@ -228,9 +228,7 @@ def _merge_one(
         return before
     if info.merge == "any" and isinstance(before, Sourced) and before.value and not value:
         return before
-    if isinstance(value, list):
-        return new_items
-    return Sourced(value, level)
+    return Sourced(value, level)  # override: the most specific level's whole value
 
 
 def _canonical(key: str, value: str) -> str:
