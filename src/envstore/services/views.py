@@ -160,6 +160,7 @@ _SPECIFICATION_COLUMNS = (
     Specification.kind,
 )
 _NAMES = (Namespace.name.label("namespace"), Environment.name.label("environment"))
+_POLICY_COLUMNS = (Build.effective_spec, Build.policy_additions)  # last fields of BuildView
 _CHANNEL_COLUMNS = (
     Channel.id.label("channel_id"),
     Channel.name.label("channel_name"),
@@ -214,8 +215,7 @@ def _builds() -> Select[Any]:
             *_BUILD_SUMMARY_COLUMNS,
             *_NAMES,
             *_SPECIFICATION_COLUMNS,
-            Build.effective_spec,
-            Build.policy_additions,
+            *_POLICY_COLUMNS,
         )
         .join(Environment, Environment.id == Build.environment_id)
         .join(Namespace, Namespace.id == Environment.namespace_id)
