@@ -14,6 +14,7 @@ package names.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
@@ -39,13 +40,15 @@ def gate_for(request: BuildRequest, log: Log) -> Gate:
     def gate(packages: Sequence[SolvedPackage], edges: Edges | None = None) -> None:
         if not policy.values:
             return
+        started = time.perf_counter()
         found = check_solved(packages, policy, channel_alias=request.channel_alias)
         if any(v.manager == "pip" and not v.chain for v in found) and edges is not None:
             packages = _with_pip_edges(packages, edges())
             found = check_solved(packages, policy, channel_alias=request.channel_alias)
         if found:
             raise BuildFailure("policy_violation", describe(found))
-        log(f"policy: {len(packages)} package(s) checked, none refused")
+        elapsed = (time.perf_counter() - started) * 1000
+        log(f"policy: {len(packages)} package(s) checked in {elapsed:.1f} ms, none refused")
 
     return gate
 
