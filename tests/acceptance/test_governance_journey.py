@@ -74,7 +74,7 @@ def _build(server: ServerProcess, headers: dict[str, str], build_id: int) -> dic
     return data
 
 
-def test_governance_journey(server: ServerProcess, tmp_path: Path) -> None:
+def test_I10_governance_journey(server: ServerProcess, tmp_path: Path) -> None:
     good, other = _channels(tmp_path / "channels")
     people = {
         n: User(n, server.url, tmp_path / f"home-{n}", server.store) for n in ("root", "alice")

@@ -4,6 +4,7 @@ SQLite and PostgreSQL: not-found, forbidden and out-of-range input for every new
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -238,3 +239,51 @@ def test_audit_log_records_changes_in_order_and_is_for_admins(settings: Settings
     _as(client, admin)
     for method in ("PUT", "DELETE", "POST"):
         assert client.request(method, "/api/v1/audit/").status_code == 405
+
+
+LOCKFILE = """version: 1
+metadata:
+  platforms: [linux-64]
+  channels: [{url: "https://conda.anaconda.org/bioconda/", used_env_vars: []}]
+package:
+- name: liba
+  version: "2.0"
+  manager: conda
+  platform: linux-64
+  url: https://conda.anaconda.org/bioconda/linux-64/liba-2.0-0.conda
+  hash: {sha256: "%s"}
+""" % ("ab" * 32)
+
+
+def test_I9_lockfile_from_a_channel_outside_the_allow_list_is_refused_at_submit(
+    settings: Settings,
+) -> None:
+    client = client_for(settings)
+    client.put("/api/v1/setting/", json={"conda_allowed_channels": ["conda-forge"]})
+    body = {"specification": LOCKFILE, "environment_name": "locked", "is_lockfile": True}
+    message = _error(client.post("/api/v1/specification/", json=body), 400)
+    assert "channel 'https://conda.anaconda.org/bioconda/' is not allowed" in message
+    client.put("/api/v1/setting/", json={"conda_allowed_channels": None,
+                                         "denied_packages": ["liba >=2"]})  # fmt: skip
+    message = _error(client.post("/api/v1/specification/", json=body), 400)
+    assert "liba 2.0 (conda) is refused by denied_packages 'liba >=2' (global)" in message
+    client.put("/api/v1/setting/", json={"denied_packages": ["liba <2"]})
+    assert client.post("/api/v1/specification/", json=body).status_code == 200
+
+
+def test_concurrent_changes_of_a_new_setting_all_land(settings: Settings) -> None:
+    client = client_for(settings)
+    token = client.headers["Authorization"]
+    app = client.app
+
+    def put(value: int) -> int:
+        # no ``with``: the app's lifespan (which disposes the shared engine) is not run per thread
+        mine = TestClient(app, headers={"Authorization": token})  # type: ignore[arg-type]
+        return mine.put("/api/v1/setting/", json={"max_packages": value}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(put, range(100, 108)))
+    assert codes == [200] * 8
+    history = client.get("/api/v1/setting/", params={"history": "true"}).json()
+    assert history["count"] == 8
+    assert client.get("/api/v1/setting/").json()["data"]["max_packages"] in range(100, 108)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
@@ -23,7 +24,7 @@ from envstore.core.policy_settings import (
     validate_changes,
 )
 from envstore.db.models import Setting, SettingChange, utcnow
-from envstore.errors import Forbidden
+from envstore.errors import Conflict, Forbidden
 from envstore.services.audit import record
 from envstore.services.common import Page, Paging, get_environment, get_namespace, paginate
 
@@ -116,9 +117,25 @@ def read_settings(db: Session, who: Principal, level: Level) -> SettingsView:
 def update_settings(
     db: Session, who: Principal, level: Level, changes: dict[str, Any]
 ) -> SettingsView:
-    """Set (or, with None, unset) keys at ``level``; InvalidInput names a bad key or value."""
+    """Set (or, with None, unset) keys at ``level``; InvalidInput names a bad key or value.
+
+    Two admins setting a new key at once race on the (level, key) unique constraint: the loser
+    applies its change again over the winner's row, as if it had come second."""
     _require(who, Permission.SETTING_UPDATE, level)
     values = validate_changes(level, changes)
+    for attempt in range(3):
+        try:
+            _apply_changes(db, who, level, values)
+            db.commit()
+            break
+        except IntegrityError:
+            db.rollback()
+            if attempt == 2:
+                raise Conflict("the settings changed meanwhile; try again") from None
+    return read_settings(db, who, level)
+
+
+def _apply_changes(db: Session, who: Principal, level: Level, values: dict[str, Any]) -> None:
     now = utcnow()
     current = {
         row.key: row
@@ -170,8 +187,6 @@ def update_settings(
             before=before,
             after=after,
         )
-    db.commit()
-    return read_settings(db, who, level)
 
 
 def setting_history(

@@ -104,7 +104,7 @@ def submit(
     with _SUBMIT_LOCK:
         for attempt in range(3):
             try:
-                build, new = _submit_locked(db, ns_name, name, parsed, sub, effective)
+                build, new = _submit_locked(db, who, ns_name, name, parsed, sub, effective)
                 if new:
                     _record_submit(db, who, ns_name, name, build, parsed, effective)
                 db.commit()
@@ -253,6 +253,7 @@ def _parse(sub: Submission, limits: SpecLimits) -> _Parsed:
 
 def _submit_locked(
     db: Session,
+    who: Principal,
     ns_name: str,
     name: str,
     parsed: _Parsed,
@@ -260,6 +261,8 @@ def _submit_locked(
     effective: _Effective,
 ) -> tuple[Build, bool]:
     namespace = db.scalar(select(Namespace).where(Namespace.name == ns_name))
+    if namespace is None or namespace.deleted_on is not None:
+        record(db, who, "namespace.create", namespace=ns_name, after={"by": "submission"})
     if namespace is None:
         namespace = Namespace(name=ns_name, metadata_={})
         db.add(namespace)
