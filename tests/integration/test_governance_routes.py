@@ -177,6 +177,11 @@ def test_policy_check_lists_environments_that_now_break_the_rules(settings: Sett
     assert client.get("/api/v1/policy/check/", params={"namespace": "ghost"}).json()["data"] == []
     assert client.get("/api/v1/policy/check/", params={"environment": "older"}).json()["data"] == []
     _error(client.get("/api/v1/policy/check/", params={"namespace": "../x"}), 400)
+    # a rule the spec itself breaks now (a required package it does not name) is listed too
+    client.put("/api/v1/setting/team/older/", json={"pypi_required_packages": ["iniconfig"]})
+    older = client.get("/api/v1/policy/check/", params={"environment": "older"}).json()["data"]
+    [refusal] = older[0]["violations"]
+    assert refusal["rule"] == "submit" and "must name 'iniconfig'" in refusal["message"]
     outsider = make_user(client, "outsider")
     assert _as(client, outsider).get("/api/v1/policy/check/").json()["data"] == []
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,10 +18,19 @@ from envstore.auth import Principal
 from envstore.core.lockfile import Lockfile
 from envstore.core.names import validate_name
 from envstore.core.permissions import Permission
-from envstore.core.policy import SolvedPackage, Violation, check_solved
+from envstore.core.policy import SolvedPackage, Violation, apply_to_spec, check_solved
 from envstore.core.policy_settings import EffectivePolicy
-from envstore.db.models import BuildPackage, Channel, Environment, Namespace, Package
-from envstore.errors import EnvstoreError
+from envstore.core.specs import parse_specification
+from envstore.db.models import (
+    Build,
+    BuildPackage,
+    Channel,
+    Environment,
+    Namespace,
+    Package,
+    Specification,
+)
+from envstore.errors import EnvstoreError, InvalidSpec, PolicyViolation
 from envstore.services.access import visible
 from envstore.services.artifacts import lockfile_text
 from envstore.services.settings import effective_policy
@@ -37,9 +47,13 @@ def check_environments(
     namespace: str | None = None,
     environment: str | None = None,
     channel_alias: str = "https://conda.anaconda.org/",
+    index_url: str = "https://pypi.org/simple",
 ) -> tuple[int, list[dict[str, Any]]]:
     """``(environments checked, those whose current build breaks the policy, each with its
-    violations)``, among the environments ``who`` may read."""
+    violations)``, among the environments ``who`` may read.
+
+    Both checkpoints are applied again: the build's spec as at submit (channels, required and
+    outright denied packages), and its recorded packages as on the solved set."""
     query = (
         select(Namespace.name, Environment.name, Environment.current_build_id)
         .join(Namespace, Namespace.id == Environment.namespace_id)
@@ -63,18 +77,50 @@ def check_environments(
         if not policy.values:
             continue
         packages = _recorded_packages(db, build_id)
-        found = check_solved(packages, policy, channel_alias=channel_alias)
+        found = [v.to_dict() for v in check_solved(packages, policy, channel_alias=channel_alias)]
         if found:
-            found = _with_lockfile_chains(db, blobs, build_id, packages, policy, channel_alias)
+            chained = _with_lockfile_chains(db, blobs, build_id, packages, policy, channel_alias)
+            found = [v.to_dict() for v in chained]
+        refusal = _spec_refusal(db, build_id, policy, channel_alias, index_url)
+        if refusal is not None:
+            found.insert(0, refusal)
+        if found:
             out.append(
                 {
                     "namespace": ns_name,
                     "environment": env_name,
                     "build_id": build_id,
-                    "violations": [v.to_dict() for v in found],
+                    "violations": found,
                 }
             )
     return checked, out
+
+
+def _spec_refusal(
+    db: Session,
+    build_id: int | None,
+    policy: EffectivePolicy,
+    channel_alias: str,
+    index_url: str,
+) -> dict[str, Any] | None:
+    """What the submit would say of the build's spec today, if it would refuse it."""
+    row = db.execute(
+        select(Build.effective_spec, Specification.spec, Build.lockfile_text)
+        .join(Specification, Specification.id == Build.specification_id)
+        .where(Build.id == build_id)
+    ).one()
+    if row[2] is not None:
+        return None  # a lockfile: its packages are the solved set, checked above
+    try:
+        spec = parse_specification(yaml.safe_dump(row[0] or row[1]))
+        apply_to_spec(spec, policy, channel_alias=channel_alias, index_url=index_url)
+    except PolicyViolation as exc:
+        return {"rule": "submit", "package": "", "version": "", "manager": "",
+                "level": "", "detail": "", "reason": "", "chain": [],
+                "message": exc.message}  # fmt: skip
+    except InvalidSpec:
+        return None
+    return None
 
 
 def _recorded_packages(db: Session, build_id: int | None) -> list[SolvedPackage]:

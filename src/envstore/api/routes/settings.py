@@ -149,6 +149,7 @@ def policy_check(
         namespace=namespace or None,
         environment=environment or None,
         channel_alias=state.settings.channel_alias,
+        index_url=state.policy_inputs.index_url,
     )
     return ok(
         found,
