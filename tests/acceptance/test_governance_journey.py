@@ -46,6 +46,7 @@ def _channels(root: Path) -> tuple[ChannelBuilder, ChannelBuilder]:
     good.add("liba", "2.0", files={"share/liba/v": b"2\n"}, timestamp=NEW)
     good.add("libmid", "1.0", deps=["liba"], timestamp=OLD)
     good.add("app", "1.0", deps=["libmid"], timestamp=OLD)
+    good.add_python_wrapper(timestamp=OLD)
     good.index()
     other = ChannelBuilder(root / "other")
     other.add("app", "1.0", timestamp=OLD)
@@ -129,6 +130,15 @@ def test_I10_governance_journey(server: ServerProcess, tmp_path: Path) -> None:
     assert "licence under review" in info and "pulled in by jsonpatch -> jsonpointer" in info
     assert not list((server.store / "envs" / "team").glob(f"*-{pypi_failed}-web"))
 
+    # and in the pip: section of a conda environment, checked before pip installs anything
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(yaml.safe_dump({"channels": [good.url],
+                                     "dependencies": ["python", {"pip": ["jsonpatch==1.33"]}]}))  # fmt: skip
+    mixed_failed, _ = _submit(alice, mixed, "mixed", code=1)
+    info = _build(server, admin, mixed_failed)["status_info"]
+    assert "jsonpointer" in info and "pulled in by jsonpatch -> jsonpointer" in info, info
+    assert not list((server.store / "envs" / "team").glob(f"*-{mixed_failed}-mixed"))
+
     # freeze_date: the namespace's solves are as of 2023-06-01, before liba 2.0 was published
     root("settings", "set", "team", "freeze_date=2023-06-01")
     frozen, _ = _submit(alice, spec, "sci", code=0)
@@ -154,6 +164,7 @@ def test_I10_governance_journey(server: ServerProcess, tmp_path: Path) -> None:
         ("namespace.role_mappings", "root"),
         ("environment.submit", "alice"),
         ("setting.update", "root"),
+        ("environment.submit", "alice"),
         ("environment.submit", "alice"),
         ("environment.submit", "alice"),
         ("setting.update", "root"),
