@@ -291,24 +291,29 @@ def _submit_locked(
         spec = Specification(name=name, kind=parsed.kind, spec=parsed.spec, sha256=parsed.sha256)
         db.add(spec)
         db.flush()
-    existing = _same_build(db, env, spec.id, effective)
+    existing = _same_build(db, env, spec, effective)
     if existing is not None:
         return existing, False
     return _new_build(db, env, spec, effective, parsed.lockfile_text), True
 
 
-def _same_build(db: Session, env: Environment, spec_id: int, effective: _Effective) -> Build | None:
+def _same_build(
+    db: Session, env: Environment, spec: Specification, effective: _Effective
+) -> Build | None:
     """The current build or a pending one with the same spec, effective spec and as-of date."""
     candidates = db.scalars(
         select(Build).where(
             Build.environment_id == env.id,
-            Build.specification_id == spec_id,
+            Build.specification_id == spec.id,
             Build.deleted_on.is_(None),
             Build.status.in_([BuildStatus.QUEUED, BuildStatus.BUILDING, BuildStatus.COMPLETED]),
         )
     ).all()
     for build in candidates:
-        same_date = build.as_of == effective.as_of and build.effective_spec == effective.spec
+        # builds from before policy existed stored no effective spec: theirs was the spec itself
+        built = build.effective_spec if build.effective_spec is not None else spec.spec
+        wanted = effective.spec if effective.spec is not None else spec.spec
+        same_date = build.as_of == effective.as_of and built == wanted
         pending = build.status in (BuildStatus.QUEUED, BuildStatus.BUILDING)
         if same_date and (pending or build.id == env.current_build_id):
             return build
