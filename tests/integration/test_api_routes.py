@@ -47,6 +47,10 @@ NOT_FOUND = [
     ("GET", "/api/v1/build/999/docker/"),
     ("GET", "/api/v1/build/999/explicit/"),
     ("GET", "/api/v1/build/999/diff/999/"),
+    ("GET", "/api/v1/setting/nope/"),
+    ("PUT", "/api/v1/setting/nope/", {"max_packages": 5}),
+    ("GET", "/api/v1/setting/nope/nope/"),
+    ("PUT", "/api/v1/setting/nope/nope/", {"max_packages": 5}),
 ]
 # Routes with a path parameter that create what they name: they answer 400 to a bad name instead.
 CREATES = {("POST", "/api/v1/namespace/{}/")}
@@ -57,6 +61,7 @@ LIST_ROUTES = [
     "/api/v1/channel/",
     "/api/v1/package/",
     "/api/v1/build/1/packages/",
+    "/api/v1/audit/",
 ]
 
 

@@ -21,6 +21,7 @@ from tests.security.routes import declarations, iter_routes
 
 # (method, path) -> what the route is: "object" (names one of B's objects: denied),
 # "list" (filtered), "gate" (needs the permission somewhere; the target is in the body),
+# "admin" (needs the permission on every namespace: only administrators of everything),
 # "public" (anyone; only the caller's own data), "health" (infrastructure, declares nothing).
 MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/"): "public",
@@ -65,6 +66,14 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/namespace/{namespace}/role"): "object",
     ("PUT", "/api/v1/namespace/{namespace}/role"): "object",
     ("DELETE", "/api/v1/namespace/{namespace}/role"): "object",
+    ("GET", "/api/v1/setting/"): "gate",
+    ("PUT", "/api/v1/setting/"): "admin",
+    ("GET", "/api/v1/setting/{namespace}/"): "object",
+    ("PUT", "/api/v1/setting/{namespace}/"): "object",
+    ("GET", "/api/v1/setting/{namespace}/{name}/"): "object",
+    ("PUT", "/api/v1/setting/{namespace}/{name}/"): "object",
+    ("GET", "/api/v1/policy/check/"): "list",
+    ("GET", "/api/v1/audit/"): "gate",
     ("POST", "/api/v1/token/"): "public",
     ("GET", "/api/v1/token/"): "public",
     ("DELETE", "/api/v1/token/{token_id}/"): "public",
@@ -80,7 +89,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/livez"): "health",
     ("GET", "/readyz"): "health",
 }
-KIND_OF = {On.PUBLIC: "public", On.LIST: "list", On.ANY: "gate"}
+KIND_OF = {On.PUBLIC: "public", On.LIST: "list", On.ANY: "gate", On.EVERYWHERE: "admin"}
 BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/environment/{namespace}/{name}/"): {"description": "mine now"},
     ("PUT", "/api/v1/namespace/{namespace}/"): {"metadata": {"owner": "alice"}},
@@ -94,6 +103,9 @@ BODIES: dict[tuple[str, str], Any] = {
         "environment_name": "app",
     },
     ("POST", "/login/"): {"username": "nobody", "password": "wrong-password"},
+    ("PUT", "/api/v1/setting/"): {"max_packages": 50},
+    ("PUT", "/api/v1/setting/{namespace}/"): {"max_packages": 50},
+    ("PUT", "/api/v1/setting/{namespace}/{name}/"): {"max_packages": 50},
 }
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/namespace/{namespace}/role"): {"other_namespace": "alice"},
@@ -165,7 +177,7 @@ def _refusal(caller: str, path: str) -> tuple[int, Any]:
 def test_A1_other_namespace_objects_are_denied(world: World, caller: str) -> None:
     token = world.alice if caller == "alice" else None
     for method, path, kind, _on in _table(world):
-        if kind == "object" or (kind == "gate" and caller == "anonymous"):
+        if kind in ("object", "admin") or (kind == "gate" and caller == "anonymous"):
             there = _call(world, token, method, path)
             assert (there.status_code, there.json()) == _refusal(caller, path), (
                 f"{caller} {method} {path}: {there.text}"

@@ -28,6 +28,7 @@ from envstore.api.logins import LoginGuard
 from envstore.api.middleware import BodyLimitMiddleware, QuerySlashMiddleware
 from envstore.api.routes import artifacts as artifact_routes
 from envstore.api.routes import (
+    audit,
     auth,
     builds,
     environments,
@@ -35,6 +36,9 @@ from envstore.api.routes import (
     namespaces,
     specifications,
     tokens,
+)
+from envstore.api.routes import (
+    settings as setting_routes,
 )
 from envstore.auth.cookies import CookieSigner
 from envstore.auth.oauth import provider_from_settings
@@ -119,6 +123,8 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     for module in (misc, environments, builds, specifications, namespaces):
         app.include_router(module.router, prefix=f"{prefix}/api/v1")
     app.include_router(tokens.router, prefix=f"{prefix}/api/v1")
+    app.include_router(setting_routes.router, prefix=f"{prefix}/api/v1")
+    app.include_router(audit.router, prefix=f"{prefix}/api/v1")
     app.include_router(artifact_routes.router, prefix=f"{prefix}/api/v1")
     app.include_router(registry.router)  # distribution clients always ask for /v2/ at the root
     app.include_router(auth.router, prefix=prefix)

@@ -12,7 +12,7 @@ route that declares nothing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
@@ -37,6 +37,7 @@ from envstore.jobs.events import BuildEvents
 from envstore.services.access import build_owner
 from envstore.services.common import MAX_PAGE_SIZE, Paging
 from envstore.services.identity import identify
+from envstore.services.submit import DEFAULT_INDEX_URL, PolicyInputs
 from envstore.settings import Settings
 from envstore.storage import BlobStore, StoreLayout
 
@@ -96,6 +97,13 @@ class AppState:
         self.events.changed(build_id)  # a cancel ends a queued build: its waiters answer
 
     @property
+    def policy_inputs(self) -> PolicyInputs:
+        """What the policy compares submissions with: the channel alias and the PyPI index."""
+        return PolicyInputs(
+            self.settings.channel_alias, self.settings.pypi_index_url or DEFAULT_INDEX_URL
+        )
+
+    @property
     def limits(self) -> SpecLimits:
         s = self.settings
         return SpecLimits(s.max_spec_bytes, s.max_packages, s.max_yaml_depth, s.max_yaml_aliases)
@@ -127,14 +135,16 @@ DbSession = Annotated[Session, Depends(get_db)]
 
 
 def _identify(request: Request, state: AppState, db: Session) -> Principal:
-    """The caller: cookie, then Bearer, then Basic; anonymous when none matches."""
-    return identify(
+    """The caller: cookie, then Bearer, then Basic; anonymous when none matches. It carries
+    the client's address, which the audit log records with every change."""
+    who = identify(
         db,
         state.settings,
         state.cookies,
         request.cookies.get(COOKIE_NAME),
         request.headers.get("authorization"),
     )
+    return replace(who, address=request.client.host if request.client else None)
 
 
 async def get_paging(
@@ -157,6 +167,7 @@ class On(Enum):
     PUBLIC = "anyone may call; the route itself shows only the caller's own data"
     LIST = "a list: the route filters rows in SQL to what the caller may see"
     ANY = "the caller must hold the permission on some pattern (the route checks the target)"
+    EVERYWHERE = "the caller must hold the permission on every namespace (*/*): global settings"
     NAMESPACE = "the {namespace} of the path, namespace-wide (ns/*)"
     ENVIRONMENT = "{namespace}/{name} of the path"
     BUILD = "the namespace/environment of the build {build_id}, loaded from the database"
@@ -168,6 +179,8 @@ _READS = {Permission.NAMESPACE_READ, Permission.ROLE_MAPPING_READ}
 def _check(request: Request, db: Session, who: Principal, permission: Permission, on: On) -> None:
     params = request.path_params
     if on is On.ANY and not who.can_somewhere(permission):
+        raise Forbidden()
+    if on is On.EVERYWHERE and not who.can_everywhere(permission):
         raise Forbidden()
     if on is On.NAMESPACE:
         namespace = str(params["namespace"])

@@ -135,6 +135,9 @@ def build_summary_out(build: BuildSummary | BuildView) -> dict[str, Any]:
 def build_out(build: BuildView, layout: StoreLayout) -> dict[str, Any]:
     data = build_summary_out(build)
     data["specification"] = specification_out(build.specification)
+    # what was built: the submitted spec after policy, and each addition with its setting/level
+    data["effective_specification"] = build.effective_spec
+    data["policy_additions"] = build.policy_additions or []
     data["build_artifacts"] = [
         {
             "id": a.id,

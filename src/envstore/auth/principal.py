@@ -31,6 +31,7 @@ class Principal:
     user_id: int | None = None
     token_id: int | None = None
     expiration: datetime | None = field(default=None, compare=False)
+    address: str | None = field(default=None, compare=False)  # the client's, for the audit log
 
     def can(self, permission: Permission, namespace: str, environment: str = "*") -> bool:
         if not allowed(self.bindings, permission, namespace, environment):

@@ -1,10 +1,8 @@
 """Channel URL handling for the conda backend: names to URLs, normalisation, redaction.
 
 The canonical form of a channel and the server's allow-list are pure and live in
-:mod:`envstore.core.channels` (the request validates with them too); this module re-exports
-:func:`channel_url` and :func:`channel_urls` for the backend. Credentials
-that may sit in a URL (``user:pass@`` or an anaconda.org ``/t/<token>/`` segment) are stripped
-by :func:`redact` before a URL reaches a log line or an error message. Credentials from the
+:mod:`envstore.core.channels` (the request and the policy use them too); this module
+re-exports them for the backend, :func:`redact` included. Credentials from the
 settings (a token or a username/password per channel URL prefix) never enter a URL: they are
 sent as an ``Authorization`` header by the rattler client that :func:`make_client` builds.
 """
@@ -13,12 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from envstore.core.channels import channel_url, channel_urls
+from envstore.core.channels import channel_for_url, channel_url, channel_urls, redact
 
 if TYPE_CHECKING:
     import rattler
@@ -35,26 +32,6 @@ __all__ = [
 
 # channel URL prefix -> {"token": ...} or {"username": ..., "password": ...}
 Credentials = Mapping[str, Mapping[str, str]]
-
-_TOKEN = re.compile(r"/t/[^/]+/")
-
-
-def channel_for_url(package_url: str, channels: Iterable[str]) -> str | None:
-    """The channel (from ``channels``) a package URL belongs to, if any.
-
-    The longest matching channel wins, so ``.../conda-forge/label/dev/`` is not mistaken for
-    ``.../conda-forge/``.
-    """
-    matches = [url for url in channels if package_url.startswith(url)]
-    return max(matches, key=len) if matches else None
-
-
-def redact(url: str) -> str:
-    """``url`` without a password, user or anaconda.org token, for logs and messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    path = _TOKEN.sub("/t/<token>/", parts.path)
-    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
 
 
 def auth_header(host: str, path: str, credentials: Credentials) -> dict[str, str] | None:

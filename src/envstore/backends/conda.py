@@ -33,9 +33,12 @@ from envstore.backends.channels import (
     redact,
 )
 from envstore.backends.conda_archives import ArchiveLimits, check_archive, file_sha256
+from envstore.backends.pypi import requirement_edges
 from envstore.core.channels import ChannelRules
 from envstore.core.lockfile import LockedPackage, Lockfile
-from envstore.core.specs import EnvironmentSpec, parse_specification
+from envstore.core.policy import SolvedPackage, conda_constraints
+from envstore.core.policy_settings import EffectivePolicy
+from envstore.core.specs import EnvironmentSpec, conda_name, parse_specification
 from envstore.core.yamlsafe import dump_yaml
 from envstore.errors import BuildFailure, InvalidSpec
 from envstore.pipeline.contract import BuildRequest, BuildResult
@@ -50,12 +53,27 @@ def host_platform() -> str:
     return str(rattler.Subdir.current())
 
 
-def build(request: BuildRequest, log: Log) -> BuildResult:
+# The policy on a solution, given by the pipeline: (packages, a way to learn the PyPI part's
+# requirement edges if a rule is broken). It raises BuildFailure("policy_violation", ...).
+PolicyCheck = Callable[
+    [Sequence[SolvedPackage], Callable[[], Mapping[str, Sequence[str]]] | None], None
+]
+
+
+def _no_policy(
+    _packages: Sequence[SolvedPackage], _edges: Callable[[], Mapping[str, Sequence[str]]] | None
+) -> None:
+    return None
+
+
+def build(request: BuildRequest, log: Log, gate: PolicyCheck = _no_policy) -> BuildResult:
     """Create the conda environment of ``request`` in ``request.prefix``.
 
-    Raises :class:`BuildFailure` with a stable ``reason`` (``channel_unreachable``,
-    ``solve_failed``, ``solve_timeout``, ``hash_mismatch``, ``unsafe_package``,
-    ``install_failed``...); the caller owns cleanup of the half-built prefix.
+    ``gate`` sees the solution (or the submitted lockfile) before any archive is fetched or
+    linked, and the ``pip:`` part before it is installed. Raises :class:`BuildFailure` with a
+    stable ``reason`` (``channel_unreachable``, ``solve_failed``, ``solve_timeout``,
+    ``policy_violation``, ``hash_mismatch``, ``unsafe_package``, ``install_failed``...); the
+    caller owns cleanup of the half-built prefix.
     """
     platform = request.platform or host_platform()
     _check_allowed(request)  # again in the worker: a rebuild of a spec older than the rule
@@ -71,6 +89,7 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
         pip_locked = [
             replace(p, requested=p.name in requested) for p in lock.packages if p.manager == "pip"
         ]
+        gate([_locked_for_policy(p, requested) for p in lock.packages], None)
         log(f"installing {len(conda_locked)} conda packages from the submitted lockfile")
         records, sizes = asyncio.run(
             _records_from_lock(conda_locked, channels, request, client, log)
@@ -89,16 +108,47 @@ def build(request: BuildRequest, log: Log) -> BuildResult:
             virtual_packages=virtual_overrides(request, spec),
             log=log,
             client=client,
+            constraints=conda_constraints(EffectivePolicy.from_json(request.policy)),
         )
+        gate([_record_for_policy(r, requested) for r in records], None)
         sizes = asyncio.run(_verify_records(records, request, client, log))
         pip_locked = []
     _install(records, request, platform, client, log)
     python = _prefix_python(Path(request.prefix))
     if spec.pip and not request.lockfile:
         pip_locked = _pip_resolve(spec, python, request, platform, log)
+        assert python is not None  # _pip_resolve refuses a prefix without one
+        gate(
+            [_record_for_policy(r, requested) for r in records]
+            + [_locked_for_policy(p, requested, request.pypi_index_url) for p in pip_locked],
+            lambda: requirement_edges(request, list(spec.pip), python, log),
+        )
     if pip_locked:
         _pip_install(pip_locked, python, request, log)
     return _result(records, pip_locked, sizes, channels, spec, requested, request, platform, as_of)
+
+
+def _record_for_policy(record: rattler.RepoDataRecord, requested: frozenset[str]) -> SolvedPackage:
+    name = record.name.normalized
+    return SolvedPackage(
+        name,
+        str(record.version),
+        "conda",
+        record.url,
+        tuple(conda_name(dep) for dep in record.depends),
+        name in requested,
+    )
+
+
+def _locked_for_policy(
+    package: LockedPackage, requested: frozenset[str], index_url: str | None = None
+) -> SolvedPackage:
+    source = package.url if package.manager == "conda" else (index_url or "")
+    depends = tuple(package.dependencies) if package.dependencies or not index_url else None
+    return SolvedPackage(
+        package.name, package.version, package.manager, source, depends,
+        package.name in requested or package.requested,
+    )  # fmt: skip
 
 
 def virtual_overrides(request: BuildRequest, spec: EnvironmentSpec) -> dict[str, str | None]:
@@ -189,8 +239,10 @@ def solve_records(
     virtual_packages: Mapping[str, str | None] | None,
     log: Log,
     client: rattler.Client | None = None,
+    constraints: Sequence[str] = (),
 ) -> list[rattler.RepoDataRecord]:
-    """Fetch repodata (cached in ``cache_dir``) and solve ``specs`` for ``platform``."""
+    """Fetch repodata (cached in ``cache_dir``) and solve ``specs`` for ``platform``;
+    ``constraints`` (policy pins) bound packages without requesting them."""
     if not channels:
         raise BuildFailure("solve_failed", "the specification names no channel")
     if not specs:
@@ -201,7 +253,9 @@ def solve_records(
     log(f"solving {len(specs)} specs for {platform} from {', '.join(map(redact, channels))}")
     started = datetime.now(UTC)
     gateway = rattler.Gateway(cache_dir=Path(cache_dir), client=client or rattler.Client())
-    records = asyncio.run(_solve(channels, specs, platform, virtual, cutoff, timeout, gateway))
+    records = asyncio.run(
+        _solve(channels, specs, platform, virtual, cutoff, timeout, gateway, constraints)
+    )
     elapsed = (datetime.now(UTC) - started).total_seconds()
     log(f"solved {len(records)} packages in {elapsed:.2f}s")
     return sorted(records, key=lambda r: r.name.normalized)
@@ -215,6 +269,7 @@ async def _solve(
     cutoff: datetime | None,
     timeout: float,
     gateway: rattler.Gateway,
+    constraints: Sequence[str] = (),
 ) -> list[rattler.RepoDataRecord]:
     # An invalid subdir raises here, before any network traffic.
     platforms = [rattler.Subdir(platform)] + (
@@ -234,6 +289,7 @@ async def _solve(
             virtual_packages=virtual,
             timeout=timedelta(seconds=timeout),
             exclude_newer=cutoff,
+            constraints=list(constraints) or None,
         )
     except GatewayError as exc:
         raise _unreachable(channels, exc) from None

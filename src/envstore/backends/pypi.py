@@ -22,7 +22,7 @@ import sys
 import threading
 import tomllib
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 
 from envstore.backends.uv_hints import as_of_hints, in_envstore_terms
 from envstore.core.lockfile import LockedPackage
+from envstore.core.policy import pip_constraints
+from envstore.core.policy_settings import EffectivePolicy
 from envstore.errors import BuildFailure
 from envstore.pipeline.contract import BuildRequest
 
@@ -50,6 +52,7 @@ __all__ = [
     "installed_distributions",
     "parse_pylock",
     "prefix_size",
+    "requirement_edges",
     "resolve",
     "resolve_for_request",
     "stream_command",
@@ -250,34 +253,20 @@ def resolve(
     timeout: float,
     work_dir: str | Path,
     python_version: str | None = None,
+    constraints: Sequence[str] = (),
 ) -> list[LockedPackage]:
     """Resolve ``requirements`` for the interpreter ``python``; one pinned artifact per package.
 
-    ``requested`` holds canonical names the user asked for (the rest are dependencies). Raises
+    ``requested`` holds canonical names the user asked for (the rest are dependencies);
+    ``constraints`` (policy pins) bound versions wherever a package appears. Raises
     ``solve_failed``, ``solve_timeout``, ``network_error`` (retryable) or ``no_space``.
     """
     output = Path(work_dir) / "pylock.toml"
     # uv reads an existing output file as preferences; a stale one must not steer this solve.
     output.unlink(missing_ok=True)
-    requirements_file = Path(work_dir) / "requirements.in"
-    requirements_file.write_text("".join(f"{req}\n" for req in requirements))
-    cmd = [uv_bin(), "pip", "compile", str(requirements_file), "--python", python]
+    cmd = _compile_command(requirements, python, work_dir, cache_dir, as_of, index_url, constraints)
     # -q: uv would also echo the whole pylock.toml into the log; errors still print.
-    cmd += ["--format", "pylock.toml", "-q"]
-    cmd += [
-        "-o",
-        str(output),
-        "--no-header",
-        "--no-config",
-        "--color",
-        "never",
-        "--cache-dir",
-        cache_dir,
-    ]
-    if as_of:
-        cmd += ["--exclude-newer", exclude_newer(as_of)]
-    if index_url:
-        cmd += ["--index-url", index_url]
+    cmd += ["--format", "pylock.toml", "-q", "-o", str(output)]
     try:
         # uv's as-of hints name an option users cannot set: the log gets them reworded.
         code, tail = stream_command(
@@ -298,6 +287,76 @@ def resolve(
     return parse_pylock(
         output.read_text(), python_version=version, requested=requested, platform=platform
     )
+
+
+def _compile_command(
+    requirements: Sequence[str],
+    python: str,
+    work_dir: str | Path,
+    cache_dir: str,
+    as_of: str | None,
+    index_url: str | None,
+    constraints: Sequence[str],
+) -> list[str]:
+    """``uv pip compile`` of ``requirements`` (and ``constraints``) for ``python``, without an
+    output format: the resolve and the dependency query share everything else."""
+    requirements_file = Path(work_dir) / "requirements.in"
+    requirements_file.write_text("".join(f"{req}\n" for req in requirements))
+    cmd = [uv_bin(), "pip", "compile", str(requirements_file), "--python", python]
+    cmd += ["--no-header", "--no-config", "--color", "never", "--cache-dir", cache_dir]
+    if constraints:
+        constraints_file = Path(work_dir) / "constraints.txt"
+        constraints_file.write_text("".join(f"{line}\n" for line in constraints))
+        cmd += ["--constraint", str(constraints_file)]
+    if as_of:
+        cmd += ["--exclude-newer", exclude_newer(as_of)]
+    if index_url:
+        cmd += ["--index-url", index_url]
+    return cmd
+
+
+def requirement_edges(
+    request: BuildRequest, requirements: Sequence[str], python: str, log: Log
+) -> dict[str, list[str]]:
+    """Which resolved package requires which (parent → names), from uv's annotations.
+
+    ``pylock.toml`` does not carry dependencies, so when the policy refuses a PyPI package the
+    same resolve runs once more in ``requirements.txt`` form, whose ``# via`` comments name
+    each package's dependants (the cache is warm: no download)."""
+    cmd = _compile_command(
+        requirements,
+        python,
+        request.work_dir,
+        request.uv_cache_dir,
+        request.as_of,
+        request.pypi_index_url,
+        pip_constraints(EffectivePolicy.from_json(request.policy)),
+    )
+    output = Path(request.work_dir) / "requirements.annotated.txt"
+    cmd += ["--annotation-style", "split", "-q", "-o", str(output)]
+    code, tail = stream_command(cmd, log, timeout=request.solve_timeout, cwd=request.work_dir)
+    if code != 0:
+        raise classify_uv_failure(tail, default_reason="solve_failed")
+    return parse_annotations(output.read_text())
+
+
+def parse_annotations(text: str) -> dict[str, list[str]]:
+    """``parent -> [children]`` from ``uv pip compile`` output with ``# via`` comments."""
+    edges: dict[str, list[str]] = {}
+    current: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if not line.startswith("#"):
+            name = line.split("==", 1)[0].split("[", 1)[0].strip()
+            current = str(canonicalize_name(name)) if name and "==" in line else None
+            continue
+        parent = line.lstrip("#").strip().removeprefix("via").strip()
+        if current is None or not parent or parent.startswith(("-r", "-c", "(")):
+            continue
+        edges.setdefault(str(canonicalize_name(parent.split()[0])), []).append(current)
+    return edges
 
 
 def resolve_for_request(
@@ -324,6 +383,7 @@ def resolve_for_request(
         timeout=request.solve_timeout,
         work_dir=request.work_dir,
         python_version=python_version,
+        constraints=pip_constraints(EffectivePolicy.from_json(request.policy)),
     )
 
 

@@ -428,6 +428,29 @@ class EnvstoreClient:
     def revoke_token(self, token_id: int) -> str:
         return str(self._json("DELETE", f"token/{token_id}/").get("message") or "")
 
+    # -- settings, policy, audit -------------------------------------------------------------
+
+    def settings(self, level: tuple[str, ...]) -> JSONDict:
+        """The whole answer of ``GET /setting/[NS/[ENV/]]``: merged data, sources, set_here."""
+        return self._json("GET", _setting_path(level))
+
+    def update_settings(self, level: tuple[str, ...], changes: Mapping[str, Any]) -> JSONDict:
+        return self._json("PUT", _setting_path(level), body=dict(changes))
+
+    def setting_history(self, level: tuple[str, ...], limit: int = 0) -> list[JSONDict]:
+        return self._paged(_setting_path(level), {"history": "true"}, limit)
+
+    def policy_check(self, namespace: str | None, environment: str | None) -> JSONDict:
+        params = {"namespace": namespace or "", "environment": environment or ""}
+        return self._json("GET", "/policy/check/", params=params)
+
+    def audit(self, filters: Mapping[str, Any], limit: int = 0) -> list[JSONDict]:
+        return self._paged("/audit/", filters, limit)
+
+
+def _setting_path(level: tuple[str, ...]) -> str:
+    return "/setting/" + "".join(f"{_segment(part)}/" for part in level)
+
 
 def _env_path(namespace: str, name: str) -> str:
     return f"environment/{_segment(namespace)}/{_segment(name)}/"

@@ -12,7 +12,10 @@ entry of ``ENVSTORE_CHANNEL_ALLOW`` (default ``https://``). An entry is a scheme
 internal IP addresses and ``localhost``), or a scheme with a host (``http://mirror.lan``: that
 host on any port; with a port, that port only) and optionally a path, which the channel must be
 under (``file:///srv/channels/``). Channel *names* resolve against ``ENVSTORE_CHANNEL_ALIAS``,
-which the administrator chose, and are allowed. Pure: no I/O (a host name is not resolved).
+which the administrator chose, and are allowed. Credentials that may sit in a URL
+(``user:pass@`` or an anaconda.org ``/t/<token>/`` segment) are stripped by :func:`redact`
+before a URL reaches a log line or an error message. Pure: no I/O (a host name is not
+resolved); the request side, the policy and the conda backend share these functions.
 """
 
 from __future__ import annotations
@@ -25,11 +28,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 from envstore.errors import InvalidSpec
 
-__all__ = ["DEFAULT_CHANNEL_ALLOW", "ChannelRules", "channel_url", "channel_urls"]
+__all__ = [
+    "DEFAULT_CHANNEL_ALLOW",
+    "ChannelRules",
+    "channel_for_url",
+    "channel_url",
+    "channel_urls",
+    "redact",
+]
 
 DEFAULT_CHANNEL_ALLOW = ("https://",)
 _SCHEMES = ("https", "http", "file")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+_TOKEN = re.compile(r"/t/[^/]+/")
 
 
 def channel_url(channel: str, channel_alias: str = "https://conda.anaconda.org/") -> str:
@@ -58,6 +69,24 @@ def channel_urls(channels: Iterable[str], channel_alias: str) -> list[str]:
     for channel in channels:
         seen.setdefault(channel_url(channel, channel_alias), None)
     return list(seen)
+
+
+def channel_for_url(package_url: str, channels: Iterable[str]) -> str | None:
+    """The channel (from ``channels``) a package URL belongs to, if any.
+
+    The longest matching channel wins, so ``.../conda-forge/label/dev/`` is not mistaken for
+    ``.../conda-forge/``.
+    """
+    matches = [url for url in channels if package_url.startswith(url)]
+    return max(matches, key=len) if matches else None
+
+
+def redact(url: str) -> str:
+    """``url`` without a password, user or anaconda.org token, for logs and messages."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    path = _TOKEN.sub("/t/<token>/", parts.path)
+    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
 
 
 def _normalise_url(value: str, original: str) -> str:

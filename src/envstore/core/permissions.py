@@ -55,6 +55,7 @@ class Permission(StrEnum):
     BUILD_DELETE = "build::delete"
     SETTING_READ = "setting::read"
     SETTING_UPDATE = "setting::update"
+    AUDIT_READ = "audit::read"  # envstore's own: the audit log (admins only)
 
 
 class Role(StrEnum):

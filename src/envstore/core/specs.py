@@ -24,7 +24,15 @@ from envstore.core.matchspec import parse_match_spec, python_request
 from envstore.core.yamlsafe import load_bounded_yaml
 from envstore.errors import InvalidSpec, LimitExceeded, PayloadTooLarge
 
-__all__ = ["EnvironmentSpec", "SpecLimits", "parse_specification"]
+__all__ = [
+    "EnvironmentSpec",
+    "SpecLimits",
+    "conda_name",
+    "parse_specification",
+    "pip_name",
+    "validate_conda_dependency",
+    "validate_pip_requirement",
+]
 
 _ALLOWED_KEYS = {
     "name",
@@ -237,6 +245,26 @@ def _split_dependencies(value: Any) -> tuple[list[str], list[str]]:
         else:
             raise InvalidSpec(f"unsupported dependency entry: {item!r}")
     return conda, pip
+
+
+def validate_conda_dependency(dep: str) -> str:
+    """A conda match spec in its normal form (``numpy >=1.26``); InvalidSpec if it is not one."""
+    return _validate_conda(dep)
+
+
+def validate_pip_requirement(req: str) -> str:
+    """A PEP 508 requirement in its normal form; InvalidSpec if it is not one (or a URL)."""
+    return _validate_pip(req, "requirement")
+
+
+def conda_name(dep: str) -> str:
+    """The package name of a conda match spec, lower case (``conda-forge::NumPy >=1`` → numpy)."""
+    return _dep_name(dep)
+
+
+def pip_name(req: str) -> str:
+    """The canonical name of a PEP 508 requirement (``Foo_Bar>=1`` → foo-bar)."""
+    return canonicalize_name(Requirement(req).name)
 
 
 def _validate_conda(dep: str) -> str:

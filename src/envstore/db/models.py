@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "ApiToken",
+    "AuditEvent",
     "Base",
     "BlobHold",
     "Build",
@@ -40,6 +41,7 @@ __all__ = [
     "NamespaceRoleMapping",
     "Package",
     "Setting",
+    "SettingChange",
     "Specification",
     "User",
     "UserGroup",
@@ -116,6 +118,9 @@ class Build(Base):
     as_of: Mapped[datetime | None] = mapped_column(DateTime)
     python_version: Mapped[str | None] = mapped_column(String(32))
     lockfile_text: Mapped[str | None] = mapped_column(Text)  # a submitted lockfile (is_lockfile)
+    # the spec after policy (defaults, included packages, channels) and what policy added, why
+    effective_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    policy_additions: Mapped[list[Any] | None] = mapped_column(JSON)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(128))
     heartbeat_on: Mapped[datetime | None] = mapped_column(DateTime)
@@ -223,7 +228,8 @@ class CurrentBuildSwitch(Base):
 
 
 class Setting(Base):
-    """Policy and server settings merged global → namespace → environment (a later issue)."""
+    """The current value of one policy setting at one level (empty names: global); merged
+    global → namespace → environment by ``core.policy_settings``."""
 
     __tablename__ = "setting"
     __table_args__ = (UniqueConstraint("namespace", "environment", "key"),)
@@ -311,3 +317,43 @@ class NamespaceRoleMapping(Base):
     namespace_id: Mapped[int] = mapped_column(ForeignKey("namespace.id", ondelete="CASCADE"))
     entity: Mapped[str] = mapped_column(String(255), index=True)
     role: Mapped[str] = mapped_column(String(16))
+
+
+class SettingChange(Base):
+    """Every change of a setting: who, when, the value before and after (None: unset)."""
+
+    __tablename__ = "setting_change"
+    __table_args__ = (Index("ix_setting_change_level", "namespace", "environment", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(255), default="")
+    environment: Mapped[str] = mapped_column(String(255), default="")
+    key: Mapped[str] = mapped_column(String(255))
+    old_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    new_value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    changed_by: Mapped[str] = mapped_column(String(255))
+    changed_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    """One change made through envstore: who, when, from where, what, before and after.
+
+    Append-only: the application inserts rows in the transaction of the change they record and
+    has no path that updates or deletes them."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_time", "occurred_on"),
+        Index("ix_audit_namespace", "namespace", "occurred_on"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    address: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))  # environment.submit, setting.update, ...
+    namespace: Mapped[str | None] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(255))
+    target: Mapped[str] = mapped_column(String(255), default="")  # "build 12", "token 3"
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(JSON, nullable=True)

@@ -20,6 +20,7 @@ from typing import TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from envstore.core.builds import BuildStatus
+from envstore.core.policy_settings import EffectivePolicy
 from envstore.db.engine import session_scope
 from envstore.errors import Conflict, NotFound, Unavailable
 from envstore.jobs.events import BuildEvents
@@ -35,6 +36,7 @@ from envstore.pipeline.contract import (
 from envstore.services import worker as svc
 from envstore.services.artifacts import store_artifact_files
 from envstore.services.diff import diff_builds, format_diff, previous_build_id
+from envstore.services.settings import build_artifacts
 from envstore.settings import Settings
 from envstore.storage.blobstore import BlobStore
 from envstore.storage.layout import StoreLayout
@@ -92,7 +94,10 @@ class BuildExecutor:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         try:
             request = self._request(claimed, prefix, work)
-            request.artifacts = [k for k in self.settings.build_artifacts if k in FILE_ARTIFACTS]
+            chosen = build_artifacts(
+                EffectivePolicy.from_json(claimed.policy), self.settings.build_artifacts
+            )
+            request.artifacts = [k for k in chosen if k in FILE_ARTIFACTS]
             request.oci_prefix = self.settings.oci_prefix
             base_layer = self.settings.oci_base_layer
             request.oci_base_layer = str(base_layer) if base_layer else None
@@ -131,6 +136,7 @@ class BuildExecutor:
             },
             virtual_packages=dict(self.settings.virtual_packages),
             run_link_scripts=self.settings.run_link_scripts,
+            policy=claimed.policy,
         )
 
     def _supervise(self, claimed: svc.ClaimedBuild, work: Path, worker_id: str) -> _Outcome:

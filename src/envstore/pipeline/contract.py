@@ -81,6 +81,9 @@ class BuildRequest:
     artifacts: list[str] = field(default_factory=list)
     oci_prefix: str = "/opt/env"
     oci_base_layer: str | None = None
+    # the environment's effective policy (EffectivePolicy.to_json()): checked on the solved set
+    # before install; its pins constrain the solvers
+    policy: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:

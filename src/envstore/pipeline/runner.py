@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from envstore.artifacts.stage import produce_artifacts
+from envstore.backends import pypi
 from envstore.core.specs import EnvironmentSpec, parse_specification
 from envstore.errors import BuildFailure, InvalidSpec
 from envstore.pipeline.contract import (
@@ -41,7 +42,8 @@ from envstore.pipeline.contract import (
 )
 from envstore.pipeline.install import install_pypi
 from envstore.pipeline.lock import lock_pypi
-from envstore.pipeline.solve import solve_pypi
+from envstore.pipeline.policy_gate import gate_for
+from envstore.pipeline.solve import solve_pypi, solved_for_policy
 
 __all__ = ["build_pypi", "log_line", "main", "run_one", "serve", "stage"]
 
@@ -73,6 +75,10 @@ def build_pypi(request: BuildRequest, log: Log) -> BuildResult:
         raise BuildFailure("invalid_spec", "the spec has conda packages; it is not a PyPI build")
     with stage("solve", log):
         solved = solve_pypi(request, spec, log)
+        gate_for(request, log)(
+            solved_for_policy(solved),
+            lambda: pypi.requirement_edges(request, list(spec.pip), solved.python, log),
+        )
     with stage("install", log):
         installed = install_pypi(solved, request, log)
     with stage("lock", log):
@@ -109,7 +115,7 @@ def _dispatch(request: BuildRequest, log: Log) -> BuildResult:
         conda = _conda_backend()
         if conda is None:
             raise BuildFailure("unsupported", "this server has no conda backend")
-        result: BuildResult = conda.build(request, log)
+        result: BuildResult = conda.build(request, log, gate=gate_for(request, log))
         return result
     raise BuildFailure("unsupported", f"unknown environment kind {request.kind!r}")
 

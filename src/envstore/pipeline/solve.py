@@ -14,11 +14,12 @@ from packaging.utils import canonicalize_name
 
 from envstore.backends import interpreters, pypi
 from envstore.core.lockfile import LockedPackage, Lockfile
+from envstore.core.policy import SolvedPackage
 from envstore.core.specs import EnvironmentSpec
 from envstore.errors import BuildFailure, InvalidSpec
 from envstore.pipeline.contract import BuildRequest
 
-__all__ = ["SolvedEnvironment", "solve_pypi"]
+__all__ = ["SolvedEnvironment", "solve_pypi", "solved_for_policy"]
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,19 @@ def _from_lockfile(
     )
     log(f"installing {len(packages)} package(s) from the submitted lockfile, no solve")
     return SolvedEnvironment(platform, python, version, packages, index_url, from_lockfile=True)
+
+
+def solved_for_policy(solved: SolvedEnvironment) -> list[SolvedPackage]:
+    """The solution as the policy sees it. A submitted lockfile says what requires what; uv's
+    resolution does not (the policy gate asks uv only if a rule is broken)."""
+    return [
+        SolvedPackage(
+            p.name,
+            p.version,
+            "pip",
+            solved.index_url,
+            tuple(p.dependencies) if solved.from_lockfile else None,
+            p.requested,
+        )
+        for p in solved.packages
+    ]

@@ -23,6 +23,7 @@ from envstore.db.models import (
 )
 from envstore.errors import Conflict, InvalidInput, NotFound
 from envstore.services.access import visible
+from envstore.services.audit import record
 from envstore.services.common import Page, Paging, get_build, paginate_ids, where_build_matches
 from envstore.services.views import (
     BuildView,
@@ -93,12 +94,26 @@ def list_builds(
     return Page(builds_by_ids(db, page.items), page.page, page.size, page.count)
 
 
-def cancel_build(db: Session, build_id: int) -> Build:
+def _record(db: Session, who: Principal, kind: str, build: Build, before: object) -> None:
+    namespace, environment = db.execute(
+        select(Namespace.name, Environment.name)
+        .join(Environment, Environment.namespace_id == Namespace.id)
+        .where(Environment.id == build.environment_id)
+    ).one()
+    record(
+        db, who, kind, namespace=namespace, environment=environment, target=f"build {build.id}",
+        before=before,
+    )  # fmt: skip
+
+
+def cancel_build(db: Session, who: Principal, build_id: int) -> Build:
     """Cancel a queued build at once; ask the worker to kill a running one (W8).
 
     Both are conditional updates, so a cancel racing a claim or the end of the build either
-    lands on the build's current state or is a Conflict, never lost (W11)."""
+    lands on the build's current state or is a Conflict, never lost (W11). The audit record is
+    written in the same transaction, so a refused cancel leaves none."""
     build = get_build(db, build_id)
+    _record(db, who, "build.cancel", build, before={"status": build.status})
     now = utcnow()
     queued = db.execute(
         update(Build)
@@ -123,7 +138,7 @@ def cancel_build(db: Session, build_id: int) -> Build:
     return build
 
 
-def delete_build(db: Session, build_id: int) -> Build:
+def delete_build(db: Session, who: Principal, build_id: int) -> Build:
     """Soft-delete a finished build that is not its environment's current build."""
     build = get_build(db, build_id)
     if build.status not in TERMINAL:
@@ -134,6 +149,7 @@ def delete_build(db: Session, build_id: int) -> Build:
     if current == build.id:
         raise Conflict(f"build {build_id} is the current build of its environment; roll back first")
     build.deleted_on = utcnow()
+    _record(db, who, "build.delete", build, before={"status": build.status})
     db.execute(delete(BuildLogChunk).where(BuildLogChunk.build_id == build_id))
     db.commit()
     return build

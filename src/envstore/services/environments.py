@@ -28,6 +28,7 @@ from envstore.db.models import (
 )
 from envstore.errors import Conflict, NotFound
 from envstore.services.access import visible
+from envstore.services.audit import record
 from envstore.services.builds import load_build
 from envstore.services.common import (
     Page,
@@ -119,6 +120,16 @@ def switch_current_build(
         )
     layout.check_link(namespace, name)  # refused before the database says otherwise
     if env.current_build_id != build.id:
+        record(
+            db,
+            who,
+            "environment.rollback",
+            namespace=namespace,
+            environment=name,
+            target=f"build {build.id}",
+            before={"current_build_id": env.current_build_id},
+            after={"current_build_id": build.id},
+        )
         db.add(
             CurrentBuildSwitch(
                 environment_id=env.id,
@@ -135,8 +146,20 @@ def switch_current_build(
     return load_environment(db, namespace, name)
 
 
-def update_description(db: Session, namespace: str, name: str, description: str) -> EnvironmentView:
+def update_description(
+    db: Session, who: Principal, namespace: str, name: str, description: str
+) -> EnvironmentView:
     env = get_environment(db, namespace, name)
+    if env.description != description:
+        record(
+            db,
+            who,
+            "environment.describe",
+            namespace=namespace,
+            environment=name,
+            before={"description": env.description},
+            after={"description": description},
+        )
     env.description = description
     db.commit()
     return load_environment(db, namespace, name)
@@ -173,6 +196,14 @@ def delete_environment(
             switched_by=who.name,
             switched_on=utcnow(),
         )
+    )
+    record(
+        db,
+        who,
+        "environment.delete",
+        namespace=namespace,
+        environment=name,
+        before={"current_build_id": env.current_build_id},
     )
     now = utcnow()
     marked = db.execute(

@@ -13,6 +13,7 @@ from envstore.core.names import validate_name
 from envstore.db.models import Build, Environment, Namespace, utcnow
 from envstore.errors import Conflict
 from envstore.services.access import visible_namespaces
+from envstore.services.audit import record
 from envstore.services.common import Page, Paging, get_namespace, paginate
 
 __all__ = ["create_namespace", "delete_namespace", "list_namespaces", "update_namespace", "usage"]
@@ -23,7 +24,7 @@ def list_namespaces(db: Session, paging: Paging, who: Principal) -> Page[Namespa
     return paginate(db, query, paging, {"name": Namespace.name, "id": Namespace.id}, Namespace.id)
 
 
-def create_namespace(db: Session, name: str) -> Namespace:
+def create_namespace(db: Session, who: Principal, name: str) -> Namespace:
     validate_name(name, kind="namespace")
     existing = db.scalar(select(Namespace).where(Namespace.name == name))
     if existing is not None and existing.deleted_on is None:
@@ -34,19 +35,30 @@ def create_namespace(db: Session, name: str) -> Namespace:
     else:
         namespace = Namespace(name=name, metadata_={})
         db.add(namespace)
+    record(db, who, "namespace.create", namespace=name)
     db.commit()
     return namespace
 
 
-def update_namespace(db: Session, name: str, metadata: dict[str, Any] | None) -> Namespace:
+def update_namespace(
+    db: Session, who: Principal, name: str, metadata: dict[str, Any] | None
+) -> Namespace:
     namespace = get_namespace(db, name)
-    if metadata is not None:
+    if metadata is not None and metadata != namespace.metadata_:
+        record(
+            db,
+            who,
+            "namespace.metadata",
+            namespace=name,
+            before=namespace.metadata_,
+            after=metadata,
+        )
         namespace.metadata_ = metadata
     db.commit()
     return namespace
 
 
-def delete_namespace(db: Session, name: str) -> None:
+def delete_namespace(db: Session, who: Principal, name: str) -> None:
     """Soft-delete an empty namespace (no live environments, nothing building)."""
     namespace = get_namespace(db, name)
     live = db.scalar(
@@ -67,6 +79,7 @@ def delete_namespace(db: Session, name: str) -> None:
     if busy is not None:
         raise Conflict(f"namespace {name!r} has build {busy} in progress")
     namespace.deleted_on = utcnow()
+    record(db, who, "namespace.delete", namespace=name)
     db.commit()
 
 

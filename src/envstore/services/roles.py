@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from envstore.auth import Principal
 from envstore.core.names import validate_name
 from envstore.core.permissions import parse_role
 from envstore.db.models import NamespaceRoleMapping
 from envstore.errors import Conflict, InvalidInput, NotFound
+from envstore.services.audit import record
 from envstore.services.common import get_namespace
 
 __all__ = [
@@ -57,7 +59,11 @@ def list_mappings(db: Session, namespace: str) -> list[NamespaceRoleMapping]:
     )
 
 
-def replace_mappings(db: Session, namespace: str, mappings: Iterable[Any]) -> None:
+def _snapshot(db: Session, namespace: str) -> dict[str, str]:
+    return {m.entity: m.role for m in list_mappings(db, namespace)}
+
+
+def replace_mappings(db: Session, who: Principal, namespace: str, mappings: Iterable[Any]) -> None:
     """Set the namespace's mappings to exactly ``mappings`` (``[{"entity", "role"}]``)."""
     ns = get_namespace(db, namespace)
     wanted: dict[str, str] = {}
@@ -66,6 +72,9 @@ def replace_mappings(db: Session, namespace: str, mappings: Iterable[Any]) -> No
             raise InvalidInput("each role mapping needs 'entity' and 'role'")
         entity = normalise_entity(str(item["entity"]))
         wanted[entity] = parse_role(str(item["role"])).value
+    before = _snapshot(db, namespace)
+    if before != wanted:
+        record(db, who, "namespace.role_mappings", namespace=namespace, before=before, after=wanted)
     db.execute(delete(NamespaceRoleMapping).where(NamespaceRoleMapping.namespace_id == ns.id))
     db.add_all(
         NamespaceRoleMapping(namespace_id=ns.id, entity=e, role=r) for e, r in wanted.items()
@@ -98,7 +107,9 @@ def get_shared(db: Session, namespace: str, other: str) -> dict[str, str]:
     return {"namespace": namespace, "other_namespace": other, "role": row.role}
 
 
-def share(db: Session, namespace: str, other: str, role: str, *, create: bool) -> None:
+def share(
+    db: Session, who: Principal, namespace: str, other: str, role: str, *, create: bool
+) -> None:
     """Give ``other``'s callers ``role`` on ``namespace`` (create: 409 if there; else 404 if not)."""
     row = _shared_row(db, namespace, other)
     value = parse_role(role).value
@@ -106,6 +117,15 @@ def share(db: Session, namespace: str, other: str, role: str, *, create: bool) -
         raise Conflict(f"namespace {namespace!r} is already shared with {other!r}; use PUT")
     if not create and row is None:
         raise NotFound(f"namespace {namespace!r} is not shared with {other!r}")
+    record(
+        db,
+        who,
+        "namespace.share",
+        namespace=namespace,
+        target=_SHARED + other,
+        before={"role": row.role} if row is not None else None,
+        after={"role": value},
+    )
     if row is None:
         ns = get_namespace(db, namespace)
         db.add(NamespaceRoleMapping(namespace_id=ns.id, entity=_SHARED + other, role=value))
@@ -114,9 +134,10 @@ def share(db: Session, namespace: str, other: str, role: str, *, create: bool) -
     db.commit()
 
 
-def delete_shared(db: Session, namespace: str, other: str | None) -> None:
+def delete_shared(db: Session, who: Principal, namespace: str, other: str | None) -> None:
     """Stop sharing with ``other``, or with every namespace when ``other`` is None."""
     ns = get_namespace(db, namespace)
+    before = {e: r for e, r in _snapshot(db, namespace).items() if e.startswith(_SHARED)}
     query = delete(NamespaceRoleMapping).where(NamespaceRoleMapping.namespace_id == ns.id)
     if other is None:
         query = query.where(NamespaceRoleMapping.entity.startswith(_SHARED))
@@ -124,5 +145,8 @@ def delete_shared(db: Session, namespace: str, other: str | None) -> None:
         if _shared_row(db, namespace, other) is None:
             raise NotFound(f"namespace {namespace!r} is not shared with {other!r}")
         query = query.where(NamespaceRoleMapping.entity == _SHARED + other)
+        before = {_SHARED + other: before.get(_SHARED + other, "")}
+    if before:
+        record(db, who, "namespace.unshare", namespace=namespace, before=before)
     db.execute(query)
     db.commit()

@@ -1,8 +1,12 @@
-"""Submitting a specification: parse and validate in the request, then queue a build.
+"""Submitting a specification: parse, validate and apply the policy in the request, then queue
+a build.
 
-Nothing is solved here (ARCHITECTURE.md "Where things run"). Resubmitting the spec of the
-environment's current build, or of a build still queued or running, returns that build instead
-of queueing another one (L2: 200 identical submits make one build).
+Nothing is solved here (ARCHITECTURE.md "Where things run"). The policy in force for the target
+environment turns the submitted spec into the *effective spec* (stored on the build beside the
+submitted one, with what the policy added and why) or refuses it (PolicyViolation, a 400).
+Resubmitting the spec of the environment's current build, or of a build still queued or
+running, returns that build instead of queueing another one, as long as the policy gives the
+same effective spec (L2: 200 identical submits make one build).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import yaml
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,12 +29,18 @@ from envstore.core.channels import ChannelRules
 from envstore.core.lockfile import Lockfile
 from envstore.core.names import validate_name
 from envstore.core.permissions import Permission
-from envstore.core.specs import SpecLimits, parse_specification
+from envstore.core.policy import apply_to_spec, check_lockfile_sources
+from envstore.core.policy_settings import EffectivePolicy
+from envstore.core.specs import EnvironmentSpec, SpecLimits, parse_specification
 from envstore.db.models import Build, Environment, Namespace, Specification, utcnow
-from envstore.errors import InvalidSpec, PayloadTooLarge
+from envstore.errors import InvalidSpec, PayloadTooLarge, PolicyViolation
+from envstore.services.audit import record
 from envstore.services.common import get_build
+from envstore.services.settings import effective_policy
 
-__all__ = ["Submission", "Submitted", "rebuild", "submit"]
+__all__ = ["PolicyInputs", "Submission", "Submitted", "rebuild", "submit"]
+
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
 
 # SQLite serialises writers but not read-then-write sequences; one process owns an embedded
 # store, so a process lock makes "find a pending build or create one" atomic there. PostgreSQL
@@ -66,6 +77,14 @@ class Submitted:
 
 
 @dataclass(frozen=True)
+class PolicyInputs:
+    """What the policy compares a spec with, from the server's settings."""
+
+    channel_alias: str = "https://conda.anaconda.org/"
+    index_url: str = DEFAULT_INDEX_URL
+
+
+@dataclass(frozen=True)
 class _Parsed:
     name: str | None
     kind: str
@@ -73,6 +92,15 @@ class _Parsed:
     sha256: str
     description: str | None
     lockfile_text: str | None
+    parsed_spec: EnvironmentSpec | None = None
+    lockfile: Lockfile | None = None
+
+
+@dataclass(frozen=True)
+class _Effective:
+    spec: dict[str, Any] | None  # None for a lockfile: it is installed as it stands
+    additions: list[dict[str, str]]
+    as_of: datetime | None
 
 
 def submit(
@@ -80,29 +108,100 @@ def submit(
     who: Principal,
     sub: Submission,
     limits: SpecLimits,
+    inputs: PolicyInputs | None = None,
     channels: ChannelRules | None = None,
 ) -> Submitted:
-    """Validate ``sub`` and return the build that will produce it (new or already there).
+    """Validate ``sub``, apply the policy and return the build that will produce it (new or
+    already there).
 
     Channels are checked against ``channels`` (the server's allow-list, I12) here, so a refused
     channel is a 400 naming it and the rule; the worker checks again before fetching."""
     parsed = _parse(sub, limits, channels or ChannelRules())
     name = validate_name(sub.environment_name or parsed.name or "", kind="environment name")
-    ns_name = validate_name(sub.namespace or who.primary_namespace, kind="namespace")
+    ns_name = validate_name(sub.namespace or _default_namespace(db, who), kind="namespace")
     who.require(Permission.ENV_CREATE, ns_name, name)
     if not _namespace_exists(db, ns_name):
         who.require(Permission.NAMESPACE_CREATE, ns_name)
+    policy = effective_policy(db, ns_name, name)
+    effective = _apply_policy(policy, parsed, sub.as_of, inputs or PolicyInputs())
     with _SUBMIT_LOCK:
         for attempt in range(3):
             try:
-                submitted = _submit_locked(db, ns_name, name, parsed, sub)
+                build, new = _submit_locked(db, who, ns_name, name, parsed, sub, effective)
+                if new:
+                    _record_submit(db, who, ns_name, name, build, parsed, effective)
                 db.commit()
-                return submitted
+                return Submitted(build, created=new)
             except IntegrityError:
                 db.rollback()
                 if attempt == 2:
                     raise
     raise AssertionError("unreachable")
+
+
+def _default_namespace(db: Session, who: Principal) -> str:
+    """``default_namespace`` (a global setting), else the caller's primary namespace."""
+    chosen = effective_policy(db, "").one("default_namespace")
+    return str(chosen.value) if chosen is not None else who.primary_namespace
+
+
+def _apply_policy(
+    policy: EffectivePolicy, parsed: _Parsed, as_of: datetime | None, inputs: PolicyInputs
+) -> _Effective:
+    """The effective spec of ``parsed`` under ``policy``, or PolicyViolation (I9 for lockfiles)."""
+    if parsed.lockfile is not None:
+        check_lockfile_sources(parsed.lockfile, policy, channel_alias=inputs.channel_alias)
+        return _Effective(None, [], as_of)
+    assert parsed.parsed_spec is not None
+    strict = policy.one("require_lockfile_hashes")
+    if strict is not None and strict.value:
+        raise PolicyViolation(
+            "only lockfiles, every package with its sha256, may be submitted here "
+            f"(require_lockfile_hashes, {strict.level.label}); submit one with is_lockfile "
+            "(envstore env create --lockfile)"
+        )
+    spec, added = apply_to_spec(
+        parsed.parsed_spec, policy, channel_alias=inputs.channel_alias, index_url=inputs.index_url
+    )
+    additions = [a.to_dict() for a in added]
+    frozen = policy.one("freeze_date")
+    if as_of is None and frozen is not None:
+        as_of = datetime.fromisoformat(frozen.value)
+        additions.append(
+            {
+                "setting": "freeze_date",
+                "level": frozen.level.label,
+                "added": frozen.value,
+                "to": "as_of",
+            }
+        )
+    return _Effective(spec.to_dict(), additions, as_of)
+
+
+def _record_submit(
+    db: Session,
+    who: Principal,
+    namespace: str,
+    name: str,
+    build: Build,
+    parsed: _Parsed,
+    effective: _Effective,
+) -> None:
+    record(
+        db,
+        who,
+        "environment.submit",
+        namespace=namespace,
+        environment=name,
+        target=f"build {build.id}",
+        after={
+            "build_id": build.id,
+            "specification_sha256": parsed.sha256,
+            "is_lockfile": parsed.lockfile is not None,
+            "as_of": build.as_of.isoformat() if build.as_of else None,
+            "policy_additions": effective.additions,
+        },
+    )
 
 
 def _namespace_exists(db: Session, name: str) -> bool:
@@ -112,14 +211,44 @@ def _namespace_exists(db: Session, name: str) -> bool:
     return found is not None
 
 
-def rebuild(db: Session, build_id: int) -> Build:
-    """Queue a new build of the same specification (an explicit rebuild always builds)."""
+def rebuild(
+    db: Session, who: Principal, build_id: int, inputs: PolicyInputs | None = None
+) -> Build:
+    """Queue a new build of the same specification (an explicit rebuild always builds), under
+    the policy in force now: a rebuild never gets around a rule made since."""
     old = get_build(db, build_id)
     env = db.get_one(Environment, old.environment_id)
+    namespace = db.get_one(Namespace, env.namespace_id)
     spec = db.get_one(Specification, old.specification_id)
-    build = _new_build(db, env, spec, old.as_of, old.lockfile_text)
+    if old.lockfile_text is not None:
+        parsed = _Parsed(env.name, spec.kind, spec.spec, spec.sha256, None, old.lockfile_text,
+                         lockfile=Lockfile.from_text(old.lockfile_text))  # fmt: skip
+    else:
+        submitted = parse_specification(yaml.safe_dump(spec.spec))
+        parsed = _Parsed(env.name, spec.kind, spec.spec, spec.sha256, None, None, submitted)
+    as_of = old.as_of if old.policy_additions is None else _own_as_of(old)
+    effective = _apply_policy(
+        effective_policy(db, namespace.name, env.name), parsed, as_of, inputs or PolicyInputs()
+    )
+    build = _new_build(db, env, spec, effective, old.lockfile_text)
+    record(
+        db,
+        who,
+        "build.rebuild",
+        namespace=namespace.name,
+        environment=env.name,
+        target=f"build {build.id}",
+        before={"build_id": old.id},
+        after={"build_id": build.id, "policy_additions": effective.additions},
+    )
     db.commit()
     return build
+
+
+def _own_as_of(build: Build) -> datetime | None:
+    """The as-of date the user chose for ``build``, without the one ``freeze_date`` gave it."""
+    from_policy = any(a.get("setting") == "freeze_date" for a in build.policy_additions or [])
+    return None if from_policy else build.as_of
 
 
 def _parse(sub: Submission, limits: SpecLimits, rules: ChannelRules) -> _Parsed:
@@ -140,18 +269,28 @@ def _parse(sub: Submission, limits: SpecLimits, rules: ChannelRules) -> _Parsed:
         data = {"name": sub.environment_name, "lockfile": lock.to_dict()}
         body = json.dumps(data, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(("lockfile:" + body).encode()).hexdigest()
-        return _Parsed(sub.environment_name, kind, data, digest, None, lock.to_yaml())
+        return _Parsed(
+            sub.environment_name, kind, data, digest, None, lock.to_yaml(), lockfile=lock
+        )
     spec = parse_specification(sub.text, limits)
     rules.urls(spec.all_channels)
     if sub.environment_name:
         spec = spec.with_name(sub.environment_name)
-    return _Parsed(spec.name, spec.kind, spec.to_dict(), spec.sha256, spec.description, None)
+    return _Parsed(spec.name, spec.kind, spec.to_dict(), spec.sha256, spec.description, None, spec)
 
 
 def _submit_locked(
-    db: Session, ns_name: str, name: str, parsed: _Parsed, sub: Submission
-) -> Submitted:
+    db: Session,
+    who: Principal,
+    ns_name: str,
+    name: str,
+    parsed: _Parsed,
+    sub: Submission,
+    effective: _Effective,
+) -> tuple[Build, bool]:
     namespace = db.scalar(select(Namespace).where(Namespace.name == ns_name))
+    if namespace is None or namespace.deleted_on is not None:
+        record(db, who, "namespace.create", namespace=ns_name, after={"by": "submission"})
     if namespace is None:
         namespace = Namespace(name=ns_name, metadata_={})
         db.add(namespace)
@@ -180,26 +319,29 @@ def _submit_locked(
         spec = Specification(name=name, kind=parsed.kind, spec=parsed.spec, sha256=parsed.sha256)
         db.add(spec)
         db.flush()
-    existing = _same_build(db, env, spec.id, sub.as_of)
+    existing = _same_build(db, env, spec, effective)
     if existing is not None:
-        return Submitted(existing, created=False)
-    return Submitted(_new_build(db, env, spec, sub.as_of, parsed.lockfile_text), created=True)
+        return existing, False
+    return _new_build(db, env, spec, effective, parsed.lockfile_text), True
 
 
 def _same_build(
-    db: Session, env: Environment, spec_id: int, as_of: datetime | None
+    db: Session, env: Environment, spec: Specification, effective: _Effective
 ) -> Build | None:
-    """The current build or a pending one with the same spec and as-of date, if any."""
+    """The current build or a pending one with the same spec, effective spec and as-of date."""
     candidates = db.scalars(
         select(Build).where(
             Build.environment_id == env.id,
-            Build.specification_id == spec_id,
+            Build.specification_id == spec.id,
             Build.deleted_on.is_(None),
             Build.status.in_([BuildStatus.QUEUED, BuildStatus.BUILDING, BuildStatus.COMPLETED]),
         )
     ).all()
     for build in candidates:
-        same_date = build.as_of == as_of
+        # builds from before policy existed stored no effective spec: theirs was the spec itself
+        built = build.effective_spec if build.effective_spec is not None else spec.spec
+        wanted = effective.spec if effective.spec is not None else spec.spec
+        same_date = build.as_of == effective.as_of and built == wanted
         pending = build.status in (BuildStatus.QUEUED, BuildStatus.BUILDING)
         if same_date and (pending or build.id == env.current_build_id):
             return build
@@ -210,7 +352,7 @@ def _new_build(
     db: Session,
     env: Environment,
     spec: Specification,
-    as_of: datetime | None,
+    effective: _Effective,
     lockfile_text: str | None,
 ) -> Build:
     now = utcnow()
@@ -219,8 +361,10 @@ def _new_build(
         specification_id=spec.id,
         status=BuildStatus.QUEUED,
         scheduled_on=now,
-        as_of=as_of,
+        as_of=effective.as_of,
         lockfile_text=lockfile_text,
+        effective_spec=effective.spec,
+        policy_additions=effective.additions,
     )
     db.add(build)
     db.flush()

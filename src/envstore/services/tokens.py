@@ -27,6 +27,7 @@ from envstore.core.permissions import (
 from envstore.db.models import ApiToken, User, utcnow
 from envstore.errors import Forbidden, InvalidInput, NotFound
 from envstore.services.access import anonymous, signed_in
+from envstore.services.audit import record
 from envstore.settings import Settings
 
 __all__ = [
@@ -99,6 +100,21 @@ def create_token(
         expires_on=expires,
     )
     db.add(row)
+    db.flush()
+    # never the secret: the token's id, name and what it may do
+    record(
+        db,
+        who,
+        "token.create",
+        target=f"token {row.id}",
+        after={
+            "id": row.id,
+            "name": row.name,
+            "primary_namespace": primary,
+            "role_bindings": row.role_bindings,
+            "expires_on": expires.isoformat(),
+        },
+    )
     db.commit()
     return secret, row
 
@@ -133,6 +149,9 @@ def revoke_token(db: Session, who: Principal, token_id: int) -> None:
     if row.user_id != who.user_id:
         raise NotFound(f"token {token_id} not found")
     row.revoked_on = utcnow()
+    record(
+        db, who, "token.revoke", target=f"token {row.id}", before={"id": row.id, "name": row.name}
+    )
     db.commit()
 
 

@@ -16,6 +16,7 @@ from envstore.db.engine import make_engine, session_scope
 from envstore.db.models import Group, User, UserGroup, utcnow
 from envstore.db.schema import ensure_schema
 from envstore.errors import Conflict, Forbidden, InvalidInput, NotFound
+from envstore.services.audit import record
 from envstore.services.sessions import end_user_sessions
 from envstore.settings import Settings
 
@@ -59,6 +60,13 @@ def add_user(
     db.add(user)
     db.flush()
     _set_groups(db, user, groups)
+    record(
+        db,
+        None,
+        "user.create",
+        target=f"user {name}",
+        after={"name": name, "admin": admin, "groups": sorted(groups), "provider": "local"},
+    )
     db.commit()
     return user
 
@@ -72,6 +80,7 @@ def set_password(db: Session, name: str, password: str) -> None:
         raise NotFound(f"user {name!r} not found")
     user.password_hash = hash_password(password)
     end_user_sessions(db, user.id)
+    record(db, None, "user.password", target=f"user {name}")  # never the password or its hash
     db.commit()
 
 
@@ -127,6 +136,13 @@ def sync_external_user(db: Session, identity: ExternalIdentity, provider: str) -
         user = User(name=identity.username, provider=provider)
         db.add(user)
         db.flush()
+        record(
+            db,
+            None,
+            "user.create",
+            target=f"user {identity.username}",
+            after={"name": identity.username, "provider": provider},
+        )
     elif user.provider != provider or user.disabled:
         return None
     _set_groups(db, user, identity.groups, replace=True)

@@ -8,7 +8,7 @@ current build in one transaction; the symlink follows the database, never leads 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from envstore.core.builds import BuildStatus
+from envstore.core.specs import EnvironmentSpec
 from envstore.db.models import (
     Build,
     BuildArtifact,
@@ -33,6 +34,7 @@ from envstore.db.models import (
 )
 from envstore.pipeline.contract import BuildResult, PackageInfo
 from envstore.services.artifacts import StagedBlob, hold_and_verify
+from envstore.services.settings import effective_policy
 from envstore.storage.blobstore import BlobStore
 
 __all__ = [
@@ -68,6 +70,9 @@ class ClaimedBuild:
     as_of: datetime | None
     lockfile_text: str | None
     worker_id: str = ""
+    # the environment's policy when the build starts (EffectivePolicy.to_json()): the build
+    # process checks the solved set against it, and it chooses the artifacts
+    policy: dict[str, Any] = field(default_factory=dict)
 
 
 def next_queued(db: Session, limit: int = 10) -> list[int]:
@@ -119,18 +124,26 @@ def claim(db: Session, build_id: int, worker_id: str) -> ClaimedBuild | None:
     ).one()
     build, env_name, ns_name, spec = row
     assert build.build_key is not None
+    effective = build.effective_spec
     return ClaimedBuild(
         build.id,
         build.attempt,
         build.build_key,
         ns_name,
         env_name,
-        spec.kind,
-        spec.spec,
+        _kind(effective) if effective is not None else spec.kind,
+        effective if effective is not None else spec.spec,
         build.as_of,
         build.lockfile_text,
         worker_id,
+        effective_policy(db, ns_name, env_name).to_json(),
     )
+
+
+def _kind(spec: dict[str, Any]) -> str:
+    """``conda`` or ``pypi``, for the effective spec (policy may have added conda packages)."""
+    conda = tuple(dep for dep in spec.get("dependencies") or [] if isinstance(dep, str))
+    return EnvironmentSpec(conda=conda).kind
 
 
 def heartbeat(db: Session, build_id: int, worker_id: str) -> bool:

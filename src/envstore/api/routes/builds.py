@@ -58,11 +58,11 @@ def get_build(
 @router.put("/build/{build_id}/")
 def rebuild_build(
     db: DbSession,
-    _who: Annotated[Principal, Require(Permission.ENV_UPDATE, On.BUILD)],
+    who: Annotated[Principal, Require(Permission.ENV_UPDATE, On.BUILD)],
     state: State,
     build_id: Id,
 ) -> JSONBody:
-    build = rebuild(db, build_id)
+    build = rebuild(db, who, build_id, state.policy_inputs)
     state.wake_workers(build.id)
     return ok({"build_id": build.id}, f"build {build.id} queued to rebuild build {build_id}")
 
@@ -70,11 +70,11 @@ def rebuild_build(
 @router.put("/build/{build_id}/cancel/")
 def cancel_build(
     db: DbSession,
-    _who: Annotated[Principal, Require(Permission.BUILD_CANCEL, On.BUILD)],
+    who: Annotated[Principal, Require(Permission.BUILD_CANCEL, On.BUILD)],
     state: State,
     build_id: Id,
 ) -> dict[str, Any]:
-    build = svc.cancel_build(db, build_id)
+    build = svc.cancel_build(db, who, build_id)
     state.wake_workers(build.id)
     return {
         "status": "ok",
@@ -87,10 +87,10 @@ def cancel_build(
 @router.delete("/build/{build_id}/")
 def delete_build(
     db: DbSession,
-    _who: Annotated[Principal, Require(Permission.BUILD_DELETE, On.BUILD)],
+    who: Annotated[Principal, Require(Permission.BUILD_DELETE, On.BUILD)],
     build_id: Id,
 ) -> dict[str, Any]:
-    svc.delete_build(db, build_id)
+    svc.delete_build(db, who, build_id)
     return {"status": "ok", "message": f"build {build_id} deleted"}
 
 

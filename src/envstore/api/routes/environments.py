@@ -70,7 +70,7 @@ def update_environment(
         raise InvalidInput("give 'build_id' (to switch the current build) or 'description'")
     env = None
     if body.description is not None:
-        env = svc.update_description(db, namespace, name, body.description)
+        env = svc.update_description(db, who, namespace, name, body.description)
     if body.build_id is not None:
         env = svc.switch_current_build(db, state.layout, who, namespace, name, body.build_id)
         return ok(

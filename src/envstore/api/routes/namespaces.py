@@ -58,9 +58,9 @@ def show_namespace(
 
 @router.post("/namespace/{namespace}/")
 def create_namespace(
-    db: DbSession, _who: Annotated[Principal, _on_ns(P.NAMESPACE_CREATE)], namespace: str
+    db: DbSession, who: Annotated[Principal, _on_ns(P.NAMESPACE_CREATE)], namespace: str
 ) -> dict[str, Any]:
-    svc.create_namespace(db, namespace)
+    svc.create_namespace(db, who, namespace)
     return {"status": "ok", "message": f"namespace {namespace} created"}
 
 
@@ -72,32 +72,32 @@ def update_namespace(
     body: NamespaceUpdate,
 ) -> JSONBody:
     """Metadata and, when given, the full list of role mappings (needs the mapping rights)."""
-    svc.update_namespace(db, namespace, body.metadata)
+    svc.update_namespace(db, who, namespace, body.metadata)
     if body.role_mappings is not None:
         who.require(P.ROLE_MAPPING_UPDATE, namespace)
         mappings = body.role_mappings
         if isinstance(mappings, dict):  # {"entity": "role"} is accepted too
             mappings = [{"entity": k, "role": v} for k, v in mappings.items()]
-        roles.replace_mappings(db, namespace, mappings)
+        roles.replace_mappings(db, who, namespace, mappings)
     return ok(_full(db, namespace), f"namespace {namespace} updated")
 
 
 @router.put("/namespace/{namespace}/metadata")
 def update_metadata(
     db: DbSession,
-    _who: Annotated[Principal, _on_ns(P.NAMESPACE_UPDATE)],
+    who: Annotated[Principal, _on_ns(P.NAMESPACE_UPDATE)],
     namespace: str,
     body: dict[str, Any],
 ) -> JSONBody:
-    svc.update_namespace(db, namespace, body.get("metadata", body))
+    svc.update_namespace(db, who, namespace, body.get("metadata", body))
     return ok(_full(db, namespace), f"namespace {namespace} metadata updated")
 
 
 @router.delete("/namespace/{namespace}/")
 def delete_namespace(
-    db: DbSession, _who: Annotated[Principal, _on_ns(P.NAMESPACE_DELETE)], namespace: str
+    db: DbSession, who: Annotated[Principal, _on_ns(P.NAMESPACE_DELETE)], namespace: str
 ) -> dict[str, Any]:
-    svc.delete_namespace(db, namespace)
+    svc.delete_namespace(db, who, namespace)
     return {"status": "ok", "message": f"namespace {namespace} deleted"}
 
 
@@ -110,9 +110,9 @@ def list_roles(
 
 @router.delete("/namespace/{namespace}/roles")
 def delete_roles(
-    db: DbSession, _who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_DELETE)], namespace: str
+    db: DbSession, who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_DELETE)], namespace: str
 ) -> dict[str, Any]:
-    roles.delete_shared(db, namespace, None)
+    roles.delete_shared(db, who, namespace, None)
     return {"status": "ok", "message": f"namespace {namespace} is shared with no namespace"}
 
 
@@ -135,31 +135,31 @@ def _role_of(body: NamespaceRole) -> str:
 @router.post("/namespace/{namespace}/role")
 def create_role(
     db: DbSession,
-    _who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_CREATE)],
+    who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_CREATE)],
     namespace: str,
     body: NamespaceRole,
 ) -> JSONBody:
-    roles.share(db, namespace, body.other_namespace, _role_of(body), create=True)
+    roles.share(db, who, namespace, body.other_namespace, _role_of(body), create=True)
     return ok(roles.get_shared(db, namespace, body.other_namespace), "namespace shared")
 
 
 @router.put("/namespace/{namespace}/role")
 def update_role(
     db: DbSession,
-    _who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_UPDATE)],
+    who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_UPDATE)],
     namespace: str,
     body: NamespaceRole,
 ) -> JSONBody:
-    roles.share(db, namespace, body.other_namespace, _role_of(body), create=False)
+    roles.share(db, who, namespace, body.other_namespace, _role_of(body), create=False)
     return ok(roles.get_shared(db, namespace, body.other_namespace), "role updated")
 
 
 @router.delete("/namespace/{namespace}/role")
 def delete_role(
     db: DbSession,
-    _who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_DELETE)],
+    who: Annotated[Principal, _on_ns(P.ROLE_MAPPING_DELETE)],
     namespace: str,
     body: NamespaceRole,
 ) -> dict[str, Any]:
-    roles.delete_shared(db, namespace, body.other_namespace)
+    roles.delete_shared(db, who, namespace, body.other_namespace)
     return {"status": "ok", "message": f"{namespace} no longer shared with {body.other_namespace}"}

@@ -61,7 +61,9 @@ def create_specification(
         is_lockfile=body.is_lockfile,
         as_of=as_of,
     )
-    submitted = submit(db, who, sub, state.limits, state.settings.channel_rules)
+    submitted = submit(
+        db, who, sub, state.limits, state.policy_inputs, state.settings.channel_rules
+    )
     build_id = submitted.build.id
     if submitted.created:
         state.wake_workers(build_id)
