@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -17,7 +19,18 @@ class CookieSigner:
     def __init__(self, secret: str, max_age: int) -> None:
         self._session = URLSafeTimedSerializer(secret, salt="envstore-login")
         self._state = URLSafeTimedSerializer(secret, salt="envstore-oauth-state")
+        self._csrf_key = hashlib.sha256(b"envstore-csrf\0" + secret.encode()).digest()
         self.max_age = max_age
+
+    def csrf_token(self, session: str) -> str:
+        """The CSRF token of the web UI's forms for one login session (its cookie value).
+
+        It is an HMAC of the session cookie: a page of another site can neither read it nor
+        compute it, a new login gets a new one, and the server stores nothing."""
+        return hmac.new(self._csrf_key, session.encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf(self, session: str, token: str) -> bool:
+        return hmac.compare_digest(self.csrf_token(session), token)
 
     def sign_login(self, username: str) -> str:
         return self._session.dumps({"u": username})

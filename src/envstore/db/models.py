@@ -114,6 +114,7 @@ class Build(Base):
     as_of: Mapped[datetime | None] = mapped_column(DateTime)
     python_version: Mapped[str | None] = mapped_column(String(32))
     lockfile_text: Mapped[str | None] = mapped_column(Text)  # a submitted lockfile (is_lockfile)
+    submitted_by: Mapped[str | None] = mapped_column(String(255))  # user name; None before 0003
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(128))
     heartbeat_on: Mapped[datetime | None] = mapped_column(DateTime)

@@ -41,6 +41,7 @@ __all__ = [
     "delete_build",
     "list_builds",
     "load_build",
+    "package_counts",
     "read_log",
 ]
 
@@ -199,3 +200,16 @@ def build_packages(
     views = packages_by_ids(db, [package_id for package_id, _ in found])
     items = [(view, bool(requested)) for view, (_, requested) in zip(views, found, strict=True)]
     return Page(items, paging.page, paging.size, count)
+
+
+def package_counts(db: Session, build_ids: Sequence[int]) -> dict[int, int]:
+    """How many packages each of ``build_ids`` installed (one grouped query for a page)."""
+    if not build_ids:
+        return {}
+    found = rows(
+        db,
+        select(BuildPackage.build_id, func.count())
+        .where(BuildPackage.build_id.in_(list(build_ids)))
+        .group_by(BuildPackage.build_id),
+    )
+    return {int(build_id): int(count) for build_id, count in found}

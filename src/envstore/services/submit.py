@@ -67,7 +67,7 @@ def submit(db: Session, who: Principal, sub: Submission, limits: SpecLimits) -> 
     with _SUBMIT_LOCK:
         for attempt in range(3):
             try:
-                build = _submit_locked(db, ns_name, name, parsed, sub)
+                build = _submit_locked(db, ns_name, name, parsed, sub, who.name)
                 db.commit()
                 return build
             except IntegrityError:
@@ -84,12 +84,12 @@ def _namespace_exists(db: Session, name: str) -> bool:
     return found is not None
 
 
-def rebuild(db: Session, build_id: int) -> Build:
+def rebuild(db: Session, build_id: int, submitted_by: str | None = None) -> Build:
     """Queue a new build of the same specification (an explicit rebuild always builds)."""
     old = get_build(db, build_id)
     env = db.get_one(Environment, old.environment_id)
     spec = db.get_one(Specification, old.specification_id)
-    build = _new_build(db, env, spec, old.as_of, old.lockfile_text)
+    build = _new_build(db, env, spec, old.as_of, old.lockfile_text, submitted_by)
     db.commit()
     return build
 
@@ -115,7 +115,9 @@ def _parse(sub: Submission, limits: SpecLimits) -> _Parsed:
     return _Parsed(spec.name, spec.kind, spec.to_dict(), spec.sha256, spec.description, None)
 
 
-def _submit_locked(db: Session, ns_name: str, name: str, parsed: _Parsed, sub: Submission) -> Build:
+def _submit_locked(
+    db: Session, ns_name: str, name: str, parsed: _Parsed, sub: Submission, submitted_by: str
+) -> Build:
     namespace = db.scalar(select(Namespace).where(Namespace.name == ns_name))
     if namespace is None:
         namespace = Namespace(name=ns_name, metadata_={})
@@ -148,7 +150,7 @@ def _submit_locked(db: Session, ns_name: str, name: str, parsed: _Parsed, sub: S
     existing = _same_build(db, env, spec.id, sub.as_of)
     if existing is not None:
         return existing
-    return _new_build(db, env, spec, sub.as_of, parsed.lockfile_text)
+    return _new_build(db, env, spec, sub.as_of, parsed.lockfile_text, submitted_by)
 
 
 def _same_build(
@@ -177,6 +179,7 @@ def _new_build(
     spec: Specification,
     as_of: datetime | None,
     lockfile_text: str | None,
+    submitted_by: str | None,
 ) -> Build:
     now = utcnow()
     build = Build(
@@ -186,6 +189,7 @@ def _new_build(
         scheduled_on=now,
         as_of=as_of,
         lockfile_text=lockfile_text,
+        submitted_by=submitted_by,
     )
     db.add(build)
     db.flush()

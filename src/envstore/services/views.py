@@ -68,6 +68,7 @@ class BuildSummary(NamedTuple):
     attempt: int
     as_of: datetime | None
     python_version: str | None
+    submitted_by: str | None
 
 
 class SpecificationView(NamedTuple):
@@ -100,6 +101,7 @@ class BuildView(NamedTuple):
     attempt: int
     as_of: datetime | None
     python_version: str | None
+    submitted_by: str | None
     namespace: str
     environment: str
     specification: SpecificationView
@@ -133,6 +135,7 @@ class PackageView(NamedTuple):
     manager: str
     sha256: str
     url: str
+    size: int | None
 
 
 _BUILD_SUMMARY_COLUMNS = (
@@ -148,6 +151,7 @@ _BUILD_SUMMARY_COLUMNS = (
     Build.attempt,
     Build.as_of,
     Build.python_version,
+    Build.submitted_by,
 )
 _SPECIFICATION_COLUMNS = (
     Specification.id.label("specification_id"),
@@ -174,6 +178,7 @@ _PACKAGE_COLUMNS = (
     Package.manager,
     Package.sha256,
     Package.url,
+    Package.size,
 )
 _ENVIRONMENT_COLUMNS = (
     Environment.id,

@@ -57,11 +57,11 @@ def get_build(
 @router.put("/build/{build_id}/")
 def rebuild_build(
     db: DbSession,
-    _who: Annotated[Principal, Require(Permission.ENV_UPDATE, On.BUILD)],
+    who: Annotated[Principal, Require(Permission.ENV_UPDATE, On.BUILD)],
     state: State,
     build_id: int,
 ) -> JSONBody:
-    build = rebuild(db, build_id)
+    build = rebuild(db, build_id, who.name)
     state.wake_workers(build.id)
     return ok({"build_id": build.id}, f"build {build.id} queued to rebuild build {build_id}")
 
