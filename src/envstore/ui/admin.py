@@ -141,9 +141,9 @@ def create_namespace(
     who: Annotated[Principal, Require(Permission.NAMESPACE_CREATE, On.ANY)],
     form: Form,
 ) -> RedirectResponse:
-    check_csrf(request, form)
     name = form.get("name", "").strip()
     who.require(Permission.NAMESPACE_CREATE, name or "-")
+    check_csrf(request, form)
     ns_svc.create_namespace(db, name)
     return redirect(request, "/namespaces/", notice=f"Namespace {name} created.")
 

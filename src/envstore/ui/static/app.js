@@ -231,6 +231,10 @@ function setupBuild() {
   });
 }
 
+// A page answering a form post (the new token, shown once) becomes a plain GET in the
+// history: reloading it must not post the form again.
+if (document.getElementById("new-token")) history.replaceState(null, "", location.pathname);
+
 localiseTimes();
 setupCopy();
 setupConfirm();
