@@ -102,6 +102,7 @@ def test_ui_journey(
     page.locator(".result-completed a").first.click()
     page.wait_for_url(f"{base}/ui/env/team/demo/")
     requested = page.locator("#requested-packages tbody").inner_text()
+    assert page.locator("#requested-packages .asked").first.inner_text() == "app"
     dependencies = page.locator("#dependency-packages tbody").inner_text()
     assert "app" in requested and "liba" not in requested
     assert "liba" in dependencies and "2.0" in dependencies
@@ -128,10 +129,6 @@ def test_ui_journey(
     assert "liba" in changed and "2.0" in changed and "1.0" in changed
     assert "1 change" in page.locator(".diff-summary").inner_text()
     check_page(page)
-    page.goto(f"{base}/ui/env/team/demo/")
-    page.screenshot(path=str(shots / "environment.png"))
-    page.goto(f"{base}/ui/env/team/demo/?compare=1&from={first}&to={second}#compare")
-    page.screenshot(path=str(shots / "compare.png"))
 
     # roll back to the first build, after a confirmation
     row = page.locator("table.history tr", has=page.get_by_role("link", name=f"#{first}"))
@@ -140,6 +137,16 @@ def test_ui_journey(
     assert f"Build {first} is now the current build" in page.locator(".notice").inner_text()
     current = page.locator("table.history tr.is-current").inner_text()
     assert f"#{first}" in current
+    assert "liba" in page.locator("#dependency-packages").inner_text()
+    assert "liba <2" not in page.locator("#requested-packages").inner_text()
+    page.goto(f"{base}/ui/env/team/demo/")
+    page.screenshot(path=str(shots / "environment.png"))
+    page.goto(f"{base}/ui/env/team/demo/?compare=1&from={first}&to={second}#compare")
+    page.screenshot(path=str(shots / "compare.png"))
+    # a narrow window: everything still fits, nothing scrolls sideways
+    page.set_viewport_size({"width": 390, "height": 800})
+    check_page(page)
+    page.set_viewport_size(VIEWPORT)
 
     # download the lockfile of the current build
     with page.expect_download() as download:

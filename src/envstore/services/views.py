@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from envstore.db.models import (
@@ -48,6 +48,7 @@ __all__ = [
     "environment_by_name",
     "environment_ids",
     "environments_by_ids",
+    "newest_builds",
     "packages_by_ids",
     "rows",
 ]
@@ -324,3 +325,16 @@ def packages_by_ids(db: Session, ids: Sequence[int]) -> list[PackageView]:
         PackageView._make((row[0], ChannelView._make(row[1:_CHANNEL_END]), *row[_CHANNEL_END:]))
         for row in found
     ]
+
+
+def newest_builds(db: Session, environment_ids: Sequence[int]) -> dict[int, BuildSummary]:
+    """The newest live build of each environment, current or not (one query for a page)."""
+    if not environment_ids:
+        return {}
+    newest = (
+        select(func.max(Build.id))
+        .where(Build.environment_id.in_(list(environment_ids)), Build.deleted_on.is_(None))
+        .group_by(Build.environment_id)
+    )
+    found = rows(db, select(*_BUILD_SUMMARY_COLUMNS).where(Build.id.in_(newest)))
+    return {row[1]: BuildSummary._make(row) for row in found}

@@ -7,6 +7,7 @@ services as the API's read routes, so a page shows exactly what the API would an
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -23,7 +24,7 @@ from envstore.services import environments as env_svc
 from envstore.services.access import build_owner
 from envstore.services.common import Paging
 from envstore.services.diff import diff_builds
-from envstore.services.views import BuildView, EnvironmentView, PackageView
+from envstore.services.views import BuildView, EnvironmentView, PackageView, newest_builds
 from envstore.ui.render import page
 
 router = APIRouter(include_in_schema=False)
@@ -47,6 +48,7 @@ def environments(
     counts = build_svc.package_counts(
         db, [env.current_build_id for env in found.items if env.current_build_id is not None]
     )
+    newest = newest_builds(db, [env.id for env in found.items])
     groups: list[tuple[str, list[EnvironmentView]]] = []
     for env in found.items:
         if not groups or groups[-1][0] != env.namespace:
@@ -56,6 +58,7 @@ def environments(
     context = {
         "groups": groups,
         "counts": counts,
+        "newest": newest,
         "q": q,
         "count": found.count,
         "page_number": page_number,
@@ -73,6 +76,26 @@ def _all_packages(db: Session, build_id: int) -> list[tuple[PackageView, bool]]:
         if len(out) >= found.count or not found.items:
             break
     return out
+
+
+_NAME_END = re.compile(r"[\s=<>!~\[;@(]")
+
+
+def _asked_for(spec: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """What the spec asked for, by ``(manager, package name)``: ``liba <2``, ``six==1.16``."""
+    asked: dict[tuple[str, str], str] = {}
+
+    def add(manager: str, text: str) -> None:
+        name = _NAME_END.split(text.split("::")[-1].strip(), maxsplit=1)[0]
+        asked[(manager, name.lower().replace("_", "-"))] = text.strip()
+
+    for dep in spec.get("dependencies") or []:
+        if isinstance(dep, str):
+            add("conda", dep)
+        elif isinstance(dep, dict):
+            for pip in dep.get("pip") or []:
+                add("pip", str(pip))
+    return asked
 
 
 def _diff(
@@ -125,6 +148,7 @@ def environment(
         "history_count": history.count,
         "completed": completed,
         "requested": [p for p, wanted in packages if wanted],
+        "asked": _asked_for(current.specification.spec) if current is not None else {},
         "dependencies": [p for p, wanted in packages if not wanted],
         "diff": diff,
         "diff_error": diff_error,
