@@ -30,7 +30,10 @@ BUILD_TIMEOUT = 120_000  # ms: a build on a loaded 2-core machine
 
 def _spec(channel: ChannelBuilder, *deps: str) -> str:
     lines = "".join(f"  - {dep}\n" for dep in deps)
-    return f"name: demo\nchannels:\n  - {channel.url}\ndependencies:\n{lines}"
+    return (
+        "name: demo\ndescription: The demo app and the library it needs\n"
+        f"channels:\n  - {channel.url}\ndependencies:\n{lines}"
+    )
 
 
 def _wait_for_result(page: Any) -> str:

@@ -202,14 +202,16 @@ def build_packages(
     return Page(items, paging.page, paging.size, count)
 
 
+_PACKAGE_COUNTS = (
+    select(BuildPackage.build_id, func.count())
+    .where(BuildPackage.build_id.in_(bindparam("ids", expanding=True)))
+    .group_by(BuildPackage.build_id)
+)
+
+
 def package_counts(db: Session, build_ids: Sequence[int]) -> dict[int, int]:
     """How many packages each of ``build_ids`` installed (one grouped query for a page)."""
     if not build_ids:
         return {}
-    found = rows(
-        db,
-        select(BuildPackage.build_id, func.count())
-        .where(BuildPackage.build_id.in_(list(build_ids)))
-        .group_by(BuildPackage.build_id),
-    )
+    found = rows(db, _PACKAGE_COUNTS, ids=list(build_ids))
     return {int(build_id): int(count) for build_id, count in found}

@@ -327,14 +327,21 @@ def packages_by_ids(db: Session, ids: Sequence[int]) -> list[PackageView]:
     ]
 
 
+_NEWEST_BUILDS = select(*_BUILD_SUMMARY_COLUMNS).where(
+    Build.id.in_(
+        select(func.max(Build.id))
+        .where(
+            Build.environment_id.in_(bindparam("ids", expanding=True)),
+            Build.deleted_on.is_(None),
+        )
+        .group_by(Build.environment_id)
+    )
+)
+
+
 def newest_builds(db: Session, environment_ids: Sequence[int]) -> dict[int, BuildSummary]:
     """The newest live build of each environment, current or not (one query for a page)."""
     if not environment_ids:
         return {}
-    newest = (
-        select(func.max(Build.id))
-        .where(Build.environment_id.in_(list(environment_ids)), Build.deleted_on.is_(None))
-        .group_by(Build.environment_id)
-    )
-    found = rows(db, select(*_BUILD_SUMMARY_COLUMNS).where(Build.id.in_(newest)))
+    found = rows(db, _NEWEST_BUILDS, ids=list(environment_ids))
     return {row[1]: BuildSummary._make(row) for row in found}

@@ -100,7 +100,7 @@ def revoke_token(
     request: Request, db: DbSession, who: Anyone, form: Form, token_id: int
 ) -> RedirectResponse:
     check_csrf(request, form)
-    if token_id > 2**62:
+    if not 0 < token_id < 2**63:
         raise InvalidInput("token id out of range")
     token_svc.revoke_token(db, who, token_id)
     return redirect(request, "/tokens/", notice=f"Token {token_id} revoked.")

@@ -122,8 +122,8 @@ def confirm_rollback(
 
 
 def _build_of(db: DbSession, namespace: str, name: str, build_id: int) -> BuildView:
-    if build_id > 2**62:
-        raise InvalidInput("build id out of range")
+    if not 0 < build_id < 2**63:
+        raise NotFound(f"build {build_id} is not a build of {namespace}/{name}")
     found = build_svc.load_build(db, build_id)
     if (found.namespace, found.environment) != (namespace, name):
         raise NotFound(f"build {build_id} is not a build of {namespace}/{name}")

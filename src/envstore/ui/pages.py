@@ -18,7 +18,7 @@ from envstore.api.deps import DbSession, On, Require, State
 from envstore.auth import Principal
 from envstore.core.builds import TERMINAL
 from envstore.core.permissions import Permission
-from envstore.errors import EnvstoreError, InvalidInput
+from envstore.errors import EnvstoreError
 from envstore.services import builds as build_svc
 from envstore.services import environments as env_svc
 from envstore.services.access import build_owner
@@ -172,8 +172,6 @@ def build(
     build_id: int,
 ) -> HTMLResponse:
     """One build, its log, and (while it runs) the live view the page script keeps up."""
-    if build_id > 2**62:
-        raise InvalidInput("build id out of range")
     found: BuildView = build_svc.load_build(db, build_id)
     log, offset = build_svc.read_log(db, build_id)
     env = env_svc.load_environment(db, found.namespace, found.environment)
