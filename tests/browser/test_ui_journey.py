@@ -159,10 +159,12 @@ def test_ui_journey(
     assert versions == {"app": "1.0", "liba": "2.0"}  # the first build's, current again
 
     _token_round_trip(page, base, shots)
-    _errors_are_readable(page, base, channel)
+    _errors_are_readable(page, base, channel, shots)
 
     page.goto(f"{base}/ui/")
     assert page.get_by_role("link", name="demo").count() == 1
+    last_change = page.locator(".env-table time").first.inner_text()
+    assert re.fullmatch(r"just now|\d+ \w+ ago", last_change), last_change
     check_page(page)
     page.screenshot(path=str(shots / "environments.png"))
     sign_out(page, base)
@@ -196,7 +198,7 @@ def _token_round_trip(page: Any, base: str, shots: Path) -> None:
     assert httpx.get(url, headers=headers, timeout=30).status_code == 403
 
 
-def _errors_are_readable(page: Any, base: str, channel: ChannelBuilder) -> None:
+def _errors_are_readable(page: Any, base: str, channel: ChannelBuilder, shots: Path) -> None:
     # broken YAML: the message and its line, next to the text, nothing submitted
     page.goto(f"{base}/ui/new/")
     page.get_by_label("Namespace").fill("team")
@@ -206,14 +208,17 @@ def _errors_are_readable(page: Any, base: str, channel: ChannelBuilder) -> None:
     error.wait_for()
     assert re.search(r"^Line \d+: ", error.inner_text())
     assert page.locator("#gutter .bad").count() == 1
+    page.screenshot(path=str(shots / "yaml-error.png"))
     assert "/ui/new/" in page.url
 
     # a build that fails: the build page ends on a readable reason
     text = _spec(channel, "needs-old", "needs-new").replace("name: demo", "name: clash")
+    text = text.replace("The demo app and the library it needs", "Two packages that conflict")
     _create(page, base, text)
     assert _wait_for_result(page) == "Failed"
     reason = page.locator("#status-info").inner_text()
     assert "liba" in reason, reason
+    page.screenshot(path=str(shots / "build-failed.png"))
     assert "Traceback" not in page.locator("body").inner_text()
 
 
