@@ -80,9 +80,10 @@ def test_form_posts_need_the_sessions_csrf_token(client: TestClient) -> None:
     assert done.headers["location"].startswith("/ui/env/alice/tools/?notice=")
     env = client.get("/api/v1/environment/alice/tools/").json()["data"]
     assert env["current_build_id"] == first
-    # a new login is a new session, with a new token
-    _login(client, "alice")
-    assert _csrf(client) != good
+    # signed out, the same post is anonymous: refused for want of rights, not of a token
+    client.cookies.clear()
+    anonymous = client.post(url, data={"other": "1"}, follow_redirects=False)
+    assert anonymous.status_code == 403 and "request not authorized" in anonymous.text
 
 
 def test_rollback_only_to_a_completed_build_of_this_environment(client: TestClient) -> None:
@@ -128,3 +129,20 @@ def test_every_link_keeps_the_url_prefix(settings: Settings) -> None:
             assert url.startswith("/envs/"), (path, url)
     assert client.get("/envs/ui/static/style.css").status_code == 200
     assert client.get("/ui/").status_code == 404
+
+
+def test_sign_in_offers_the_external_provider_when_configured(settings: Settings) -> None:
+    plain = client_for(settings, user=None).get("/ui/login/").text
+    assert 'id="login-form"' in plain and "oauth_login" not in plain
+    hub = settings.model_copy(
+        update={
+            "oauth_provider": "jupyterhub",
+            "jupyterhub_url": "https://hub.example.org/",
+            "local_login": False,
+        }
+    )
+    page = client_for(hub, user=None).get("/ui/login/?next=/ui/env/a/b/").text
+    assert 'href="/oauth_login/?next=/ui/env/a/b"' in page and "Sign in with" in page
+    assert 'id="login-form"' not in page  # local accounts are off: no form to fill in
+    elsewhere = client_for(hub, user=None).get("/ui/login/?next=//evil.example/").text
+    assert "evil.example" not in elsewhere

@@ -19,18 +19,9 @@ class CookieSigner:
     def __init__(self, secret: str, max_age: int) -> None:
         self._session = URLSafeTimedSerializer(secret, salt="envstore-login")
         self._state = URLSafeTimedSerializer(secret, salt="envstore-oauth-state")
+        # a key of its own for CSRF tokens, so that no other signature can be replayed as one
         self._csrf_key = hashlib.sha256(b"envstore-csrf\0" + secret.encode()).digest()
         self.max_age = max_age
-
-    def csrf_token(self, session: str) -> str:
-        """The CSRF token of the web UI's forms for one login session (its cookie value).
-
-        It is an HMAC of the session cookie: a page of another site can neither read it nor
-        compute it, a new login gets a new one, and the server stores nothing."""
-        return hmac.new(self._csrf_key, session.encode(), hashlib.sha256).hexdigest()
-
-    def check_csrf(self, session: str, token: str) -> bool:
-        return hmac.compare_digest(self.csrf_token(session), token)
 
     def sign_login(self, username: str) -> str:
         return self._session.dumps({"u": username})
@@ -40,6 +31,19 @@ class CookieSigner:
         data = self._loads(self._session, value, self.max_age)
         name = data.get("u") if data else None
         return name if isinstance(name, str) and name else None
+
+    def csrf_token(self, cookie_value: str) -> str | None:
+        """The CSRF token of the login a cookie carries (None for an invalid cookie).
+
+        It is a MAC of the signed cookie: a page of another site can neither read the HttpOnly
+        cookie nor compute the token, and a new login gives a new token."""
+        if self.read_login(cookie_value) is None:
+            return None
+        return hmac.new(self._csrf_key, cookie_value.encode(), hashlib.sha256).hexdigest()
+
+    def check_csrf_token(self, cookie_value: str, token: str) -> bool:
+        expected = self.csrf_token(cookie_value)
+        return expected is not None and hmac.compare_digest(expected, token)
 
     def sign_state(self, data: dict[str, Any]) -> str:
         return self._state.dumps(data)

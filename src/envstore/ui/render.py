@@ -126,9 +126,15 @@ def _session(request: Request) -> str:
 
 
 def check_csrf(request: Request, form: dict[str, str]) -> None:
-    """Refuse a form post whose CSRF token is not the one of this login session."""
-    state = ui_state(request)
-    if not state.cookies.check_csrf(_session(request), form.get("csrf", "")):
+    """Refuse a form post signed in by the login cookie without that login's CSRF token.
+
+    Without a valid login cookie the caller is anonymous or sent an API token, neither of
+    which a page of another site can make a browser send on someone else's behalf."""
+    cookie = _session(request)
+    cookies = ui_state(request).cookies
+    if cookies.csrf_token(cookie) is None:
+        return
+    if not cookies.check_csrf_token(cookie, form.get("csrf", "")):
         raise Forbidden("this form expired or did not come from this site; reload and try again")
 
 
@@ -168,7 +174,7 @@ def page(
         "version": __version__,
         "who": who,
         "signed_in": who is not None and who.authenticated,
-        "csrf": state.cookies.csrf_token(_session(request)),
+        "csrf": state.cookies.csrf_token(_session(request)) or "",
         "nav": _nav(request, who),
         "active": active,
         "login_url": f"{prefix}/ui/login/?next={quote(here, safe='/')}",
