@@ -148,7 +148,11 @@ function setupEditor() {
       const found = /line (\d+)/.exec(message);
       if (found) {
         badLine = Number(found[1]);
-        showError(box, "Line " + badLine + ": " + message);
+        // "... at line 5, column 1: what" reads better as "Line 5, column 1: ...: what"
+        const parts = /^(.*?) at line \d+(, column \d+)?: (.*)$/s.exec(message);
+        showError(box, parts
+          ? "Line " + badLine + (parts[2] || "") + ": " + parts[1] + ": " + parts[3]
+          : "Line " + badLine + ": " + message);
         const lines = text.value.split("\n");
         const start = lines.slice(0, badLine - 1).join("\n").length + (badLine > 1 ? 1 : 0);
         text.focus();
