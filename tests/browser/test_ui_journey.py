@@ -111,17 +111,22 @@ def test_ui_journey(
     assert "liba" in dependencies and "2.0" in dependencies
     assert "envstore run team/demo@" in page.locator("#cmd-run").inner_text()
 
-    # edit to a second build: the editor starts from the current spec
+    # edit to a second build: the editor starts from the current spec; liba is now asked for,
+    # with the packages as of mid-2023 (liba 2.0 came out in 2024)
     page.get_by_role("link", name="Edit specification").click()
     editor = page.get_by_label("Specification")
     assert "- app" in editor.input_value()
-    editor.fill(_spec(channel, "app", "liba <2"))
+    editor.fill(_spec(channel, "app", "liba"))
+    page.get_by_label("Packages as of").fill("2023-06-01")
     page.screenshot(path=str(shots / "edit.png"))
     page.get_by_role("button", name="Build new version").click()
     page.wait_for_url(re.compile(r".*/ui/build/\d+/$"))
     second = int(page.url.rstrip("/").rsplit("/", 1)[1])
     assert second != first
     assert _wait_for_result(page) == "Completed"
+    page.goto(f"{base}/ui/env/team/demo/")
+    assert "2023-06-01" in page.locator(".summary").inner_text()  # packages as of
+    assert page.locator("#requested-packages .asked").all_inner_texts() == ["app", "liba"]
 
     # compare the two builds
     page.goto(f"{base}/ui/env/team/demo/")
@@ -141,7 +146,7 @@ def test_ui_journey(
     current = page.locator("table.history tr.is-current").inner_text()
     assert f"#{first}" in current
     assert "liba" in page.locator("#dependency-packages").inner_text()
-    assert "liba <2" not in page.locator("#requested-packages").inner_text()
+    assert "liba" not in page.locator("#requested-packages").inner_text()
     page.goto(f"{base}/ui/env/team/demo/")
     page.screenshot(path=str(shots / "environment.png"))
     page.goto(f"{base}/ui/env/team/demo/?compare=1&from={first}&to={second}#compare")
