@@ -146,3 +146,18 @@ def test_sign_in_offers_the_external_provider_when_configured(settings: Settings
     assert 'id="login-form"' not in page  # local accounts are off: no form to fill in
     elsewhere = client_for(hub, user=None).get("/ui/login/?next=//evil.example/").text
     assert "evil.example" not in elsewhere
+
+
+def test_a_busy_database_is_a_page_that_says_so(client: TestClient) -> None:
+    """The error page keeps the API's Retry-After when the database is away."""
+    state = client.app.state.envstore  # type: ignore[attr-defined]
+    state.engine.dispose()
+    broken = state.settings.model_copy(
+        update={"database_url": "postgresql+psycopg://nobody@127.0.0.1:9/none"}
+    )
+    down = client_for(broken, user=None)
+    answer = down.get("/ui/")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert "database unavailable" in answer.text and answer.headers["content-type"].startswith(
+        "text/html"
+    )

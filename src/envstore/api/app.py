@@ -152,15 +152,14 @@ def _error_handlers(app: FastAPI, prefix: str) -> None:
     ) -> Response:
         # The web UI's pages answer errors with a page of their own, never a JSON dump.
         if is_ui_path(request, prefix):
-            return error_page(request, status, message)
+            return error_page(request, status, message, headers)
         return _error(status, message, headers)
 
     @app.exception_handler(errors.EnvstoreError)
     async def envstore_error(request: Request, exc: errors.EnvstoreError) -> Response:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
-        headers = (
-            {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.Unavailable) else None
-        )
+        retry_after = getattr(exc, "retry_after", None)  # Unavailable
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         return answer(request, status, exc.message, headers)
 
     @app.exception_handler(OperationalError)

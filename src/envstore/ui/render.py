@@ -212,7 +212,9 @@ _TITLES = {
 }
 
 
-def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+def error_page(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> HTMLResponse:
     """The HTML answer for an error on a UI page: a message, never a JSON dump."""
     signed_in = bool(_session(request))
     context = {
@@ -221,4 +223,6 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
         "message": message,
         "offer_login": status == 403 and not signed_in,
     }
-    return page(request, None, "error.html", context, status=status)
+    answer = page(request, None, "error.html", context, status=status)
+    answer.headers.update(headers or {})
+    return answer
