@@ -88,6 +88,23 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/oauth_callback/"): "public",
     ("GET", "/livez"): "health",
     ("GET", "/readyz"): "health",
+    # the web UI: pages declare the same Require(...) as the API routes they mirror
+    ("GET", "/"): "public",
+    ("GET", "/ui/"): "list",
+    ("GET", "/ui/env/{namespace}/{name}/"): "object",
+    ("GET", "/ui/env/{namespace}/{name}/edit/"): "object",
+    ("GET", "/ui/env/{namespace}/{name}/rollback/{build_id}/"): "object",
+    ("POST", "/ui/env/{namespace}/{name}/rollback/{build_id}/"): "object",
+    ("GET", "/ui/build/{build_id}/"): "object",
+    ("GET", "/ui/new/"): "gate",
+    ("GET", "/ui/login/"): "public",
+    ("GET", "/ui/tokens/"): "public",
+    ("POST", "/ui/tokens/"): "public",
+    ("POST", "/ui/tokens/{token_id}/revoke/"): "public",
+    ("GET", "/ui/namespaces/"): "list",
+    ("POST", "/ui/namespaces/"): "gate",
+    ("POST", "/ui/namespaces/{namespace}/delete/"): "object",
+    ("POST", "/ui/namespaces/{namespace}/roles/"): "object",
 }
 KIND_OF = {On.PUBLIC: "public", On.LIST: "list", On.ANY: "gate", On.EVERYWHERE: "admin"}
 BODIES: dict[tuple[str, str], Any] = {
@@ -106,6 +123,14 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/setting/"): {"max_packages": 50},
     ("PUT", "/api/v1/setting/{namespace}/"): {"max_packages": 50},
     ("PUT", "/api/v1/setting/{namespace}/{name}/"): {"max_packages": 50},
+}
+# The UI's form posts (urlencoded; these callers send an API token, not the login cookie, so
+# no CSRF token is asked of them).
+FORMS: dict[tuple[str, str], dict[str, str]] = {
+    ("POST", "/ui/env/{namespace}/{name}/rollback/{build_id}/"): {},
+    ("POST", "/ui/namespaces/"): {"name": "bob"},
+    ("POST", "/ui/namespaces/{namespace}/delete/"): {"confirm": "not-the-name"},
+    ("POST", "/ui/namespaces/{namespace}/roles/"): {"entity": "alice", "role": "admin"},
 }
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/namespace/{namespace}/role"): {"other_namespace": "alice"},
@@ -137,6 +162,11 @@ def _url(template: str, world: World, *, exists: bool = True) -> str:
 
 def _call(world: World, token: str | None, method: str, template: str, **kw: Any) -> Any:
     client = world.as_(token)
+    form = FORMS.get((method, template))
+    if form is not None:
+        return client.request(
+            method, _url(template, world, **kw), data=form, follow_redirects=False
+        )
     return client.request(
         method,
         _url(template, world, **kw),
@@ -144,6 +174,22 @@ def _call(world: World, token: str | None, method: str, template: str, **kw: Any
         params=QUERIES.get((method, template)),
         follow_redirects=False,
     )
+
+
+def _message(answer: Any) -> str:
+    """The error message of an API answer (JSON) or of a UI page (its ``lead`` paragraph)."""
+    if answer.headers.get("content-type", "").startswith("text/html"):
+        found = re.search(r'<p class="lead">(.*?)</p>', answer.text, re.DOTALL)
+        return found.group(1).strip() if found else answer.text
+    return str(answer.json().get("message"))
+
+
+def _body(answer: Any) -> Any:
+    """The answer's body; a UI page's message wrapped in the API's error envelope, so both
+    compare against one expected refusal."""
+    if answer.headers.get("content-type", "").startswith("text/html"):
+        return {"status": "error", "message": _message(answer)}
+    return answer.json()
 
 
 def test_A1_matrix_covers_every_route(world: World) -> None:
@@ -179,12 +225,12 @@ def test_A1_other_namespace_objects_are_denied(world: World, caller: str) -> Non
     for method, path, kind, _on in _table(world):
         if kind in ("object", "admin") or (kind == "gate" and caller == "anonymous"):
             there = _call(world, token, method, path)
-            assert (there.status_code, there.json()) == _refusal(caller, path), (
+            assert (there.status_code, _body(there)) == _refusal(caller, path), (
                 f"{caller} {method} {path}: {there.text}"
             )
             if kind == "object":
                 missing = _call(world, token, method, path, exists=False)
-                assert (missing.status_code, missing.json()) == _refusal(caller, path), (
+                assert (missing.status_code, _body(missing)) == _refusal(caller, path), (
                     f"{caller} {method} {path}: a missing object answers differently"
                 )
         elif kind == "gate":

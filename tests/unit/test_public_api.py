@@ -14,3 +14,9 @@ def test_top_level_names() -> None:
 
 def test_storage_names() -> None:
     assert sorted(envstore.storage.__all__) == ["BlobStore", "LocalBlobStore", "StoreLayout"]
+
+
+def test_ui_names() -> None:
+    import envstore.ui
+
+    assert sorted(envstore.ui.__all__) == ["error_page", "install_ui", "is_ui_path"]

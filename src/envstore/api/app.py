@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
@@ -51,6 +51,7 @@ from envstore.settings import Settings
 from envstore.storage import StoreLayout
 from envstore.storage.factory import make_blob_store
 from envstore.storage.health import store_problem
+from envstore.ui import error_page, install_ui, is_ui_path
 
 __all__ = ["create_app"]
 
@@ -128,8 +129,9 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     app.include_router(artifact_routes.router, prefix=f"{prefix}/api/v1")
     app.include_router(registry.router)  # distribution clients always ask for /v2/ at the root
     app.include_router(auth.router, prefix=prefix)
+    install_ui(app, prefix)
     _health_routes(app, state, prefix)
-    _error_handlers(app)
+    _error_handlers(app, prefix)
     app.add_middleware(
         CsrfMiddleware, prefix=prefix, allowed_origins=settings.cors_origins, signer=state.cookies
     )
@@ -164,32 +166,40 @@ def _health_routes(app: FastAPI, state: AppState, prefix: str) -> None:
         return JSONResponse({"status": "ok"})
 
 
-def _error_handlers(app: FastAPI) -> None:
+def _error_handlers(app: FastAPI, prefix: str) -> None:
+    def answer(
+        request: Request, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        # The web UI's pages answer errors with a page of their own, never a JSON dump.
+        if is_ui_path(request, prefix):
+            return error_page(request, status, message, headers)
+        return _error(status, message, headers)
+
     @app.exception_handler(errors.EnvstoreError)
-    async def envstore_error(_request: Request, exc: errors.EnvstoreError) -> JSONResponse:
+    async def envstore_error(request: Request, exc: errors.EnvstoreError) -> Response:
         status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 400)
         retry_after = getattr(exc, "retry_after", None)  # Unavailable, TooManyRequests
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-        return _error(status, exc.message, headers)
+        return answer(request, status, exc.message, headers)
 
     @app.exception_handler(OperationalError)
-    async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+    async def database_down(request: Request, exc: OperationalError) -> Response:
         log.warning("database unavailable: %s", exc.orig)
-        return _error(503, "database unavailable, retry later", {"Retry-After": "5"})
+        return answer(request, 503, "database unavailable, retry later", {"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, _describe_validation(exc.errors()))
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return answer(request, 422, _describe_validation(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        return _error(exc.status_code, message, getattr(exc, "headers", None))
+        return answer(request, exc.status_code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def internal_error(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
-        return _error(500, "internal server error")
+        return answer(request, 500, "internal server error")
 
 
 def _describe_validation(problems: Any) -> str:

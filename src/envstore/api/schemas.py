@@ -129,6 +129,7 @@ def build_summary_out(build: BuildSummary | BuildView) -> dict[str, Any]:
         "attempt": build.attempt,
         "as_of": ts(build.as_of),
         "python_version": build.python_version,
+        "submitted_by": build.submitted_by,
     }
 
 

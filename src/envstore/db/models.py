@@ -121,6 +121,7 @@ class Build(Base):
     # the spec after policy (defaults, included packages, channels) and what policy added, why
     effective_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     policy_additions: Mapped[list[Any] | None] = mapped_column(JSON)
+    submitted_by: Mapped[str | None] = mapped_column(String(255))  # user name; None before 0006
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(128))
     heartbeat_on: Mapped[datetime | None] = mapped_column(DateTime)

@@ -188,6 +188,7 @@ def visible_namespaces(db: Session, who: Principal) -> ColumnElement[bool]:
     return and_(clause, one(who.limit)) if who.limit is not None else clause
 
 
+_MAX_ID = 2**63  # ids are 64-bit signed integers in both databases
 _BUILD_OWNER = (
     select(Namespace.name, Environment.name)
     .join(Environment, Environment.namespace_id == Namespace.id)
@@ -201,5 +202,7 @@ def build_owner(db: Session, build_id: int) -> tuple[str, str] | None:
 
     It runs before every route on a build: the statement is built once, and runs on the
     session's connection (no ORM work for two columns)."""
+    if not 0 < build_id < _MAX_ID:
+        return None  # no such row; and the database would refuse the number
     row = db.connection().execute(_BUILD_OWNER, {"build_id": build_id}).first()
     return (row[0], row[1]) if row is not None else None

@@ -42,6 +42,7 @@ __all__ = [
     "delete_build",
     "list_builds",
     "load_build",
+    "package_counts",
     "read_log",
 ]
 
@@ -221,3 +222,18 @@ def build_packages(
     views = packages_by_ids(db, [package_id for package_id, _ in found])
     items = [(view, bool(requested)) for view, (_, requested) in zip(views, found, strict=True)]
     return Page(items, paging.page, paging.size, count)
+
+
+_PACKAGE_COUNTS = (
+    select(BuildPackage.build_id, func.count())
+    .where(BuildPackage.build_id.in_(bindparam("ids", expanding=True)))
+    .group_by(BuildPackage.build_id)
+)
+
+
+def package_counts(db: Session, build_ids: Sequence[int]) -> dict[int, int]:
+    """How many packages each of ``build_ids`` installed (one grouped query for a page)."""
+    if not build_ids:
+        return {}
+    found = rows(db, _PACKAGE_COUNTS, ids=list(build_ids))
+    return {int(build_id): int(count) for build_id, count in found}

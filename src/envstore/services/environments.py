@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
@@ -78,10 +79,10 @@ def load_environment(db: Session, namespace: str, name: str) -> EnvironmentView:
 
 
 def list_environments(
-    db: Session, filters: EnvFilters, paging: Paging, who: Principal
+    db: Session, filters: EnvFilters, paging: Paging, who: Principal, *, own_first: bool = False
 ) -> Page[EnvironmentView]:
     """The environments ``who`` may read, filtered in SQL (three queries whatever the page
-    size)."""
+    size). ``own_first`` offers the sort key ``own``: the caller's primary namespace first."""
     query = environment_ids().where(
         Environment.deleted_on.is_(None),
         Namespace.deleted_on.is_(None),
@@ -97,7 +98,13 @@ def list_environments(
     query = where_build_matches(
         query, status=filters.status, artifact=filters.artifact, packages=filters.packages
     )
-    sortable = {"name": Environment.name, "namespace": Namespace.name, "id": Environment.id}
+    sortable: dict[str, Any] = {
+        "name": Environment.name,
+        "namespace": Namespace.name,
+        "id": Environment.id,
+    }
+    if own_first:
+        sortable["own"] = case((Namespace.name == who.primary_namespace, 0), else_=1)
     page = paginate_ids(db, query, paging, sortable, Environment.id)
     return Page(environments_by_ids(db, page.items), page.page, page.size, page.count)
 

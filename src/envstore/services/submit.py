@@ -230,7 +230,7 @@ def rebuild(
     effective = _apply_policy(
         effective_policy(db, namespace.name, env.name), parsed, as_of, inputs or PolicyInputs()
     )
-    build = _new_build(db, env, spec, effective, old.lockfile_text)
+    build = _new_build(db, env, spec, effective, old.lockfile_text, who.name)
     record(
         db,
         who,
@@ -322,7 +322,7 @@ def _submit_locked(
     existing = _same_build(db, env, spec, effective)
     if existing is not None:
         return existing, False
-    return _new_build(db, env, spec, effective, parsed.lockfile_text), True
+    return _new_build(db, env, spec, effective, parsed.lockfile_text, who.name), True
 
 
 def _same_build(
@@ -354,6 +354,7 @@ def _new_build(
     spec: Specification,
     effective: _Effective,
     lockfile_text: str | None,
+    submitted_by: str | None,
 ) -> Build:
     now = utcnow()
     build = Build(
@@ -365,6 +366,7 @@ def _new_build(
         lockfile_text=lockfile_text,
         effective_spec=effective.spec,
         policy_additions=effective.additions,
+        submitted_by=submitted_by,
     )
     db.add(build)
     db.flush()

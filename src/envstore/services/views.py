@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from envstore.db.models import (
@@ -48,6 +48,7 @@ __all__ = [
     "environment_by_name",
     "environment_ids",
     "environments_by_ids",
+    "newest_builds",
     "packages_by_ids",
     "rows",
 ]
@@ -68,6 +69,7 @@ class BuildSummary(NamedTuple):
     attempt: int
     as_of: datetime | None
     python_version: str | None
+    submitted_by: str | None
 
 
 class SpecificationView(NamedTuple):
@@ -100,6 +102,7 @@ class BuildView(NamedTuple):
     attempt: int
     as_of: datetime | None
     python_version: str | None
+    submitted_by: str | None
     namespace: str
     environment: str
     specification: SpecificationView
@@ -135,6 +138,7 @@ class PackageView(NamedTuple):
     manager: str
     sha256: str
     url: str
+    size: int | None
 
 
 _BUILD_SUMMARY_COLUMNS = (
@@ -150,6 +154,7 @@ _BUILD_SUMMARY_COLUMNS = (
     Build.attempt,
     Build.as_of,
     Build.python_version,
+    Build.submitted_by,
 )
 _SPECIFICATION_COLUMNS = (
     Specification.id.label("specification_id"),
@@ -177,6 +182,7 @@ _PACKAGE_COLUMNS = (
     Package.manager,
     Package.sha256,
     Package.url,
+    Package.size,
 )
 _ENVIRONMENT_COLUMNS = (
     Environment.id,
@@ -333,3 +339,23 @@ def packages_by_ids(db: Session, ids: Sequence[int]) -> list[PackageView]:
         PackageView._make((row[0], ChannelView._make(row[1:_CHANNEL_END]), *row[_CHANNEL_END:]))
         for row in found
     ]
+
+
+_NEWEST_BUILDS = select(*_BUILD_SUMMARY_COLUMNS).where(
+    Build.id.in_(
+        select(func.max(Build.id))
+        .where(
+            Build.environment_id.in_(bindparam("ids", expanding=True)),
+            Build.deleted_on.is_(None),
+        )
+        .group_by(Build.environment_id)
+    )
+)
+
+
+def newest_builds(db: Session, environment_ids: Sequence[int]) -> dict[int, BuildSummary]:
+    """The newest live build of each environment, current or not (one query for a page)."""
+    if not environment_ids:
+        return {}
+    found = rows(db, _NEWEST_BUILDS, ids=list(environment_ids))
+    return {row[1]: BuildSummary._make(row) for row in found}
