@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from envstore import __version__, errors
 from envstore.api import registry
 from envstore.api.deps import AppState
+from envstore.api.health import unready_dependency
+from envstore.api.metrics import CONTENT_TYPE, ApiMetrics, MetricsMiddleware
 from envstore.api.middleware import BodyLimitMiddleware, QuerySlashMiddleware
 from envstore.api.routes import artifacts as artifact_routes
 from envstore.api.routes import (
@@ -37,6 +39,8 @@ from envstore.auth.cookies import CookieSigner
 from envstore.auth.oauth import provider_from_settings
 from envstore.auth.secret import resolve_secret
 from envstore.db.engine import make_engine
+from envstore.jobs.celery_app import Broker
+from envstore.jobs.distributed import Dispatcher
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.gc import PeriodicCollector
 from envstore.jobs.inprocess import InProcessQueue, clean_work_dir
@@ -72,11 +76,14 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     factory = sessionmaker(engine, expire_on_commit=False)
     blobs = make_blob_store(settings)
     events = BuildEvents()
-    queue = (
-        InProcessQueue(settings, factory, blobs, events)
-        if start_workers and settings.workers > 0
-        else None
-    )
+    # distributed mode (a broker): builds go to Celery workers; no embedded worker runs here
+    broker = Broker.connect(settings) if settings.broker_url else None
+    queue: InProcessQueue | Dispatcher | None = None
+    if broker is not None:
+        queue = Dispatcher(settings, engine, factory, broker)
+    elif start_workers and settings.workers > 0:
+        queue = InProcessQueue(settings, factory, blobs, events)
+    metrics = ApiMetrics(engine, factory, broker.depth if broker is not None else None)
     state = AppState(
         settings, engine, factory, blobs, StoreLayout(settings.envs_dir), queue, events=events
     )
@@ -85,10 +92,13 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        collector = PeriodicCollector(settings, factory, blobs) if queue is not None else None
-        if queue is not None:
+        embedded = isinstance(queue, InProcessQueue)
+        collector = PeriodicCollector(settings, factory, blobs) if embedded else None
+        if embedded:
             clean_work_dir(settings)
+        if queue is not None:
             queue.start()
+        metrics.start()
         if collector is not None:
             collector.start()
         yield
@@ -96,6 +106,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
             collector.stop()
         if queue is not None:
             queue.stop()
+        metrics.stop()
         engine.dispose()
 
     prefix = settings.url_prefix
@@ -114,10 +125,12 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     app.include_router(artifact_routes.router, prefix=f"{prefix}/api/v1")
     app.include_router(registry.router)  # distribution clients always ask for /v2/ at the root
     app.include_router(auth.router, prefix=prefix)
-    _health_routes(app, state, prefix)
+    _health_routes(app, state, prefix, broker)
+    _metrics_route(app, metrics, prefix)
     _error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=2 * settings.max_spec_bytes + 64 * 1024)
     app.add_middleware(QuerySlashMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -129,7 +142,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     return app
 
 
-def _health_routes(app: FastAPI, state: AppState, prefix: str) -> None:
+def _health_routes(app: FastAPI, state: AppState, prefix: str, broker: Broker | None) -> None:
     @app.get(f"{prefix}/livez", include_in_schema=False)
     def livez() -> dict[str, str]:
         return {"status": "ok"}
@@ -141,7 +154,17 @@ def _health_routes(app: FastAPI, state: AppState, prefix: str) -> None:
                 connection.execute(text("SELECT 1"))
         except OperationalError:
             return _error(503, "database unavailable", {"Retry-After": "5"})
+        problem = unready_dependency(broker, state.blobs)
+        if problem is not None:
+            return _error(503, problem, {"Retry-After": "5"})
         return JSONResponse({"status": "ok"})
+
+
+def _metrics_route(app: FastAPI, metrics: ApiMetrics, prefix: str) -> None:
+    @app.get(f"{prefix}/metrics", include_in_schema=False)
+    async def scrape() -> Response:
+        # async: formatting figures held in memory, no I/O (docs/deploy.md, metrics)
+        return Response(metrics.scrape(), media_type=CONTENT_TYPE)
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -304,7 +304,12 @@ def requeue_or_fail(db: Session, build_id: int, reason: str, max_attempts: int) 
         db.execute(
             update(Build)
             .where(Build.id == build_id, Build.status == BuildStatus.BUILDING)
-            .values(status=BuildStatus.QUEUED, worker_id=None, status_info=f"requeued: {reason}")
+            .values(
+                status=BuildStatus.QUEUED,
+                worker_id=None,
+                dispatched_on=None,  # the distributed reaper sends it again
+                status_info=f"requeued: {reason}",
+            )
         )
         db.commit()
         return BuildStatus.QUEUED
@@ -320,6 +325,7 @@ def requeue_interrupted(db: Session, build_id: int) -> None:
         .values(
             status=BuildStatus.QUEUED,
             worker_id=None,
+            dispatched_on=None,
             attempt=Build.attempt - 1,
             status_info="requeued: interrupted by a server shutdown",
         )
