@@ -60,7 +60,9 @@ def test_W4_same_build_delivered_twice_builds_once(cluster: Cluster, index: Loca
     assert done["status"] == "COMPLETED" and done["attempt"] == 1
     types = [a["artifact_type"] for a in done["build_artifacts"]]
     assert sorted(types) == sorted(set(types))
-    prefixes = [p.name for p in (cluster.store / "envs" / "default").iterdir() if not p.is_symlink()]
+    prefixes = [
+        p.name for p in (cluster.store / "envs" / "default").iterdir() if not p.is_symlink()
+    ]
     assert prefixes == [done["build_key"]]
     time.sleep(0.5)
     log = cluster.workers[0].log.read_text()

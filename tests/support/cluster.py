@@ -46,7 +46,12 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [ENVSTORE, "worker", f"--concurrency={self.concurrency}", f"--queues={self.queues}"],
+                [
+                    ENVSTORE,
+                    "worker",
+                    f"--concurrency={self.concurrency}",
+                    f"--queues={self.queues}",
+                ],
                 env=self.env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
