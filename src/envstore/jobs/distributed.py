@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import shutil
 import threading
 import time
 from datetime import timedelta
@@ -130,6 +131,8 @@ class Reaper:
             for lost in dispatch.stale_building(db, cutoff):
                 if lost.build_key:
                     self.layout.remove_prefix(lost.namespace, lost.build_key)
+                # the dead attempt's scratch directory (its worker cleans only its own)
+                shutil.rmtree(self.settings.work_dir / f"{lost.id}-{lost.attempt}", True)
                 status = svc.requeue_or_fail(
                     db,
                     lost.id,
