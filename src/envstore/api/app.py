@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.envstore = state
+    app.state.envstore_metrics = metrics
     for module in (misc, environments, builds, specifications, namespaces):
         app.include_router(module.router, prefix=f"{prefix}/api/v1")
     app.include_router(tokens.router, prefix=f"{prefix}/api/v1")

@@ -147,7 +147,26 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.histogram.labels(scope["method"], route, str(status)).observe(
+            self.histogram.labels(scope["method"], _template(scope), str(status)).observe(
                 time.perf_counter() - started
             )
+
+
+def _template(scope: Scope) -> str:
+    """The matched route's template with the prefix it was included under.
+
+    The route in the scope may be the one declared in its router, whose template lacks the
+    ``include_router`` prefix: that prefix is the part of the path before the route matches.
+    """
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    regex = getattr(route, "path_regex", None)
+    if template is None or regex is None:
+        return "unmatched"
+    path: str = scope.get("path", "")
+    start = 0
+    while start != -1:
+        if regex.match(path[start:]):
+            return path[:start] + str(template)
+        start = path.find("/", start + 1)
+    return str(template)
