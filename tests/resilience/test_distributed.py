@@ -8,6 +8,7 @@ on demand so that a build can be caught while BUILDING.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +105,21 @@ def _gone(cluster: Cluster, build: dict[str, Any], within: float) -> bool:
 
 
 def test_W4_same_build_delivered_twice_builds_once(cluster: Cluster, index: LocalIndex) -> None:
+    _delivered_twice(cluster, index)
+
+
+def test_W4_on_rabbitmq(pg_database: str, tmp_path: Path, index: LocalIndex) -> None:
+    """RabbitMQ, the documented alternative broker, runs the same build path."""
+    fresh_schema(pg_database)
+    url = os.environ.get("ENVSTORE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+    cluster = Cluster(tmp_path, pg_database, url, ENVSTORE_PYPI_INDEX_URL=index.url)
+    try:
+        _delivered_twice(cluster, index)
+    finally:
+        cluster.close()
+
+
+def _delivered_twice(cluster: Cluster, index: LocalIndex) -> None:
     api = cluster.api()
     index.delay = 1.5
     build_id = api.submit("w4pkg==1.0\n", name="w4")
