@@ -104,9 +104,9 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
         yield
         if collector is not None:
             collector.stop()
+        metrics.stop()
         if queue is not None:
             queue.stop()
-        metrics.stop()
         engine.dispose()
 
     prefix = settings.url_prefix

@@ -15,6 +15,7 @@ build's message is never handed to a second worker while the first still runs it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -116,10 +117,22 @@ class Broker:
         found = {}
         with self.app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=2)
-            channel = connection.default_channel
             for kind in JOB_KINDS:
-                name = queue_name(self.settings, kind)
-                found[kind] = int(channel.queue_declare(queue=name, passive=True).message_count)
+                # a queue no worker has declared yet does not exist (RabbitMQ) and a failed
+                # passive declare closes its channel: one channel per queue
+                channel = connection.channel()
+                try:
+                    declared = channel.queue_declare(
+                        queue=queue_name(self.settings, kind), passive=True
+                    )
+                    found[kind] = int(declared.message_count)
+                except connection.channel_errors:
+                    found[kind] = 0
+                finally:
+                    with contextlib.suppress(
+                        *connection.connection_errors, *connection.channel_errors
+                    ):
+                        channel.close()
         return found
 
     def close(self) -> None:

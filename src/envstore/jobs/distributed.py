@@ -133,6 +133,11 @@ class Reaper:
                     self.layout.remove_prefix(lost.namespace, lost.build_key)
                 # the dead attempt's scratch directory (its worker cleans only its own)
                 shutil.rmtree(self.settings.work_dir / f"{lost.id}-{lost.attempt}", True)
+                if lost.cancel_requested:  # a canceled build is never queued again (W11)
+                    svc.finish_failed(
+                        db, lost.id, BuildStatus.CANCELED, "canceled: by request (worker lost)"
+                    )
+                    continue
                 status = svc.requeue_or_fail(
                     db,
                     lost.id,

@@ -36,6 +36,7 @@ class StaleBuild:
     namespace: str
     worker_id: str | None
     attempt: int
+    cancel_requested: bool
 
 
 def needs_dispatch(db: Session, build_id: int) -> bool:
@@ -76,7 +77,14 @@ def to_dispatch(db: Session, sent_before: datetime, limit: int = 500) -> list[in
 def stale_building(db: Session, beat_before: datetime) -> list[StaleBuild]:
     """BUILDING builds whose heartbeat stopped before ``beat_before``: their worker is gone."""
     rows = db.execute(
-        select(Build.id, Build.build_key, Namespace.name, Build.worker_id, Build.attempt)
+        select(
+            Build.id,
+            Build.build_key,
+            Namespace.name,
+            Build.worker_id,
+            Build.attempt,
+            Build.cancel_requested,
+        )
         .join(Environment, Environment.id == Build.environment_id)
         .join(Namespace, Namespace.id == Environment.namespace_id)
         .where(
@@ -84,7 +92,7 @@ def stale_building(db: Session, beat_before: datetime) -> list[StaleBuild]:
             (Build.heartbeat_on.is_(None)) | (Build.heartbeat_on < beat_before),
         )
     ).all()
-    return [StaleBuild(r[0], r[1] or "", r[2], r[3], r[4]) for r in rows]
+    return [StaleBuild(r[0], r[1] or "", r[2], r[3], r[4], bool(r[5])) for r in rows]
 
 
 def build_state(db: Session, build_id: int) -> tuple[str, int] | None:
