@@ -148,12 +148,13 @@ async def _timed(
     started = time.perf_counter()
     try:
         response = await client.request(method, url, json=body)
-        ok = response.status_code == 200
-    except httpx.HTTPError:
-        ok = False
+        outcome = str(response.status_code)
+    except httpx.HTTPError as exc:
+        outcome = type(exc).__name__
     out.setdefault(kind, []).append(time.perf_counter() - started)
-    if not ok:
-        errors[kind] = errors.get(kind, 0) + 1
+    if outcome != "200":
+        key = f"{kind}: {outcome}"
+        errors[key] = errors.get(key, 0) + 1
 
 
 async def load(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,11 +182,18 @@ def report(result: dict[str, Any], api: int) -> None:
     for kind in (*READS, "submit (L4)"):
         values = sorted(latencies.get(kind, []))
         if not values:
+            print(f"{kind:18s} {0:8d}")
             continue
         q = [values[min(len(values) - 1, int(p * len(values)))] * 1000 for p in (0.5, 0.95, 0.99)]
         print(
-            f"{kind:18s} {len(values):8d} {errors.get(kind, 0):6d} {q[0]:8.1f} {q[1]:8.1f} {q[2]:8.1f}"
+            f"{kind:18s} {len(values):8d} {_errors(errors, kind):6d} {q[0]:8.1f} {q[1]:8.1f} {q[2]:8.1f}"
         )
+    if errors:
+        print("errors: " + ", ".join(f"{key} x{n}" for key, n in sorted(errors.items())))
+
+
+def _errors(errors: dict[str, int], kind: str) -> int:
+    return sum(n for key, n in errors.items() if key.startswith(f"{kind}: "))
 
 
 def keep_building(api_url: str, stop: threading.Event) -> None:
