@@ -93,3 +93,21 @@ def test_readyz_checks_database_broker_and_blob_store(settings: Settings) -> Non
         assert client.get("/readyz").json() == {"status": "ok"}
     finally:
         client.app.state.envstore.engine.dispose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_an_exhausted_connection_pool_answers_503_not_500(settings: Settings) -> None:
+    """Under overload (L1 with 200 clients on a starved machine) every pooled connection can stay
+    busy longer than the pool timeout: that is a 503 with Retry-After, never a 500."""
+    client = client_for(settings)
+    engine = client.app.state.envstore.engine  # type: ignore[attr-defined]
+    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]
+    try:
+        response = client.get("/api/v1/environment/")
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "2"
+        assert response.json()["message"] == "server busy, retry later"
+    finally:
+        for connection in held:
+            connection.close()
+    assert client.get("/api/v1/environment/").status_code == 200

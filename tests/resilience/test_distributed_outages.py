@@ -76,7 +76,7 @@ def test_W6_D8_redis_cut_30s_while_50_specs_are_submitted_loses_no_build(
         cluster = _cluster(tmp_path, database, index, ENVSTORE_BROKER_URL=broker_url)
         try:
             api = cluster.api()
-            cluster.worker(concurrency=2)
+            cluster.worker(concurrency=4)
             index.delay = 6
             running = api.submit("d8pkg==1.0\n", name="d8")
             api.wait_for(running, {"BUILDING"}, timeout=30)
@@ -121,7 +121,7 @@ def test_W12_worker_sigkilled_with_40_builds_in_flight(
         api = cluster.api()
         doomed = cluster.worker(concurrency=2)
         cluster.worker(concurrency=2)
-        index.delay = 1
+        index.delay = 0.5  # long enough to catch builds mid-way, short for CI
         with concurrent.futures.ThreadPoolExecutor(20) as pool:
             ids = list(pool.map(lambda n: api.submit("w12pkg==1.0\n", name=f"w12-{n}"), range(40)))
         deadline = time.monotonic() + 60

@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -181,6 +182,12 @@ def _error_handlers(app: FastAPI) -> None:
     async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", exc.orig)
         return _error(503, "database unavailable, retry later", {"Retry-After": "5"})
+
+    @app.exception_handler(PoolTimeout)
+    async def database_busy(_request: Request, exc: PoolTimeout) -> JSONResponse:
+        # every pooled connection stayed busy for pool_timeout: overloaded, not broken (L1)
+        log.warning("database connection pool exhausted: %s", exc)
+        return _error(503, "server busy, retry later", {"Retry-After": "2"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
