@@ -79,6 +79,10 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/oauth_callback/"): "public",
     ("GET", "/livez"): "health",
     ("GET", "/readyz"): "health",
+    (
+        "GET",
+        "/metrics",
+    ): "health",  # counts only; exposed to the monitoring network (docs/deploy.md)
 }
 KIND_OF = {On.PUBLIC: "public", On.LIST: "list", On.ANY: "gate"}
 BODIES: dict[tuple[str, str], Any] = {

@@ -207,6 +207,9 @@ def Require(permission: Permission | None, on: On) -> Any:
         who = _identify(request, state, db)
         if permission is not None:
             _check(request, db, who, permission, on)
+        # Hand the connection back before the route body waits for its own thread: a request
+        # holding one while queued for a thread starves those running (api_load, L1).
+        db.close()
         return who
 
     require.__envstore_permission__ = (permission, on)  # type: ignore[attr-defined]
