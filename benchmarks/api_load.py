@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -269,6 +270,7 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
