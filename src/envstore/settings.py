@@ -93,6 +93,31 @@ class Settings(BaseSettings):
         description="/readyz answers 503 when the store's disk has less free space than this",
     )
 
+    # Distributed mode (docs/deploy.md): API processes dispatch builds to Celery workers
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (redis://... or amqp://...); unset: embedded workers only",
+    )
+    queue_prefix: str = Field(
+        default="envstore",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="names the broker queues <prefix>.builds, .artifacts, .gc",
+    )
+    reap_interval: float = Field(
+        default=5.0, gt=0, description="seconds between two passes of the distributed reaper"
+    )
+    redispatch_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="a QUEUED build dispatched this long ago and still unclaimed is sent again",
+    )
+    retry_backoff: float = Field(
+        default=10.0, ge=0, description="first delay before a lost build runs again; doubles"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="envstore worker: serve /metrics on this port"
+    )
+
     # Input bounds (RELIABILITY.md I1-I4)
     max_spec_bytes: int = Field(default=256 * 1024, ge=1024)
     max_packages: int = Field(default=500, ge=1)

@@ -105,6 +105,10 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/ui/namespaces/"): "gate",
     ("POST", "/ui/namespaces/{namespace}/delete/"): "object",
     ("POST", "/ui/namespaces/{namespace}/roles/"): "object",
+    (
+        "GET",
+        "/metrics",
+    ): "health",  # counts only; exposed to the monitoring network (docs/deploy.md)
 }
 KIND_OF = {On.PUBLIC: "public", On.LIST: "list", On.ANY: "gate", On.EVERYWHERE: "admin"}
 BODIES: dict[tuple[str, str], Any] = {

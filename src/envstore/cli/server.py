@@ -22,6 +22,9 @@ def register_server_commands(app: typer.Typer) -> None:
     app.command(
         "serve", help="Run the API and the build workers (embedded default: SQLite + local store)."
     )(serve)
+    app.command(
+        "worker", help="Run a Celery worker for builds and GC (distributed mode, docs/deploy.md)."
+    )(worker)
     db = typer.Typer(help="Database schema management.", no_args_is_help=True)
     db.command("upgrade", help="Bring the database schema to this version of envstore.")(db_upgrade)
     app.add_typer(db, name="db")
@@ -44,6 +47,9 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on (default 8080)")] = None,
     workers: Annotated[int | None, typer.Option(help="concurrent builds (default 2)")] = None,
+    no_workers: Annotated[
+        bool, typer.Option("--no-workers", help="API only: builds run in `envstore worker`")
+    ] = False,
 ) -> None:
     import uvicorn
 
@@ -58,7 +64,7 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        settings = load_settings(host=host, port=port, workers=workers)
+        settings = load_settings(host=host, port=port, workers=0 if no_workers else workers)
         settings.store_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url)
         ensure_schema(engine, auto_upgrade=settings.is_embedded_sqlite)
@@ -72,7 +78,12 @@ def serve(
         typer.echo(f"envstore: cannot start: {exc}", err=True)
         raise typer.Exit(2) from None
     url = f"http://{settings.host}:{settings.port}{settings.url_prefix}/"
-    typer.echo(f"envstore {settings.store_dir} serving at {url} ({settings.workers} build workers)")
+    builders = (
+        "builds go to the Celery workers"
+        if settings.broker_url
+        else f"{settings.workers} build workers"
+    )
+    typer.echo(f"envstore {settings.store_dir} serving at {url} ({builders})")
     if first_admin_needed:
         typer.echo(
             "no administrator exists yet: create one on this host with\n"
@@ -103,6 +114,48 @@ def login_hint(host: str, port: int, url_prefix: str) -> str:
     url = f"http://{host}:{port}{url_prefix.rstrip('/')}"
     option = "" if url == DEFAULT_URL else f" --url {url}"
     return f"envstore{option} login --username NAME --password-stdin"
+
+
+_JOB_KINDS = ("builds", "artifacts", "gc")
+
+
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="builds this worker runs at once")
+    ] = 2,
+    queues: Annotated[
+        str, typer.Option(help="job kinds to serve, comma-separated: builds,artifacts,gc")
+    ] = "builds,artifacts,gc",
+) -> None:
+    from envstore.db.engine import make_engine
+    from envstore.db.schema import ensure_schema
+    from envstore.errors import EnvstoreError
+    from envstore.jobs.celery_worker import run_worker
+    from envstore.settings import load_settings
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    kinds = [k.strip() for k in queues.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(_JOB_KINDS))
+    if not kinds or unknown:
+        typer.echo(f"envstore: unknown job kinds {unknown or queues!r}; use {_JOB_KINDS}", err=True)
+        raise typer.Exit(2)
+    try:
+        settings = load_settings()
+        if not settings.broker_url:
+            raise ValueError("envstore worker needs ENVSTORE_BROKER_URL (redis:// or amqp://)")
+        settings.store_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        ensure_schema(engine, auto_upgrade=False)
+        engine.dispose()
+    except EnvstoreError as exc:
+        typer.echo(f"envstore: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        typer.echo(f"envstore: cannot start the worker: {exc}", err=True)
+        raise typer.Exit(2) from None
+    run_worker(settings, concurrency, kinds)
 
 
 def db_upgrade() -> None:

@@ -125,6 +125,9 @@ class Build(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(128))
     heartbeat_on: Mapped[datetime | None] = mapped_column(DateTime)
+    # when the build was last handed to the broker (distributed mode); NULL: not yet, or
+    # queued again since, so the reaper dispatches it on its next pass
+    dispatched_on: Mapped[datetime | None] = mapped_column(DateTime)
     log_size: Mapped[int] = mapped_column(BigInteger, default=0)
     scheduled_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_on: Mapped[datetime | None] = mapped_column(DateTime)

@@ -372,7 +372,8 @@ def requeue_or_fail(
     if canceled:
         _end(db, build_id, worker_id, _CANCELED)
     elif attempt < max_attempts:
-        requeue = {"status": BuildStatus.QUEUED, "worker_id": None}
+        # dispatched_on None: the distributed mode's reaper sends it to a worker again
+        requeue = {"status": BuildStatus.QUEUED, "worker_id": None, "dispatched_on": None}
         _end(db, build_id, worker_id, requeue | {"status_info": f"requeued: {reason}"})
     else:
         info = f"{reason} (after {attempt} attempts)"
@@ -393,6 +394,7 @@ def requeue_interrupted(db: Session, build_id: int, worker_id: str | None = None
         {
             "status": BuildStatus.QUEUED,
             "worker_id": None,
+            "dispatched_on": None,
             "attempt": Build.attempt - 1,
             "status_info": "requeued: interrupted by a server shutdown",
         },
