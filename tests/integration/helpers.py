@@ -83,9 +83,16 @@ def submit(
     return int(response.json()["data"]["build_id"])
 
 
-def complete(client: TestClient, build_id: int, version: str = "1.16.0", extra: int = 0) -> None:
+def complete(
+    client: TestClient,
+    build_id: int,
+    version: str = "1.16.0",
+    extra: int = 0,
+    artifacts: tuple[str, ...] = (),
+) -> None:
     """Drive a QUEUED build to COMPLETED through the worker services (no real install), with
-    ``six`` and ``extra`` more packages (``dep0``, ``dep1``...)."""
+    ``six`` and ``extra`` more packages (``dep0``, ``dep1``...); ``artifacts`` are its
+    effective ``build_artifacts`` (a pack job is queued for CONDA_PACK/DOCKER_MANIFEST)."""
     state = client.app.state.envstore  # type: ignore[attr-defined]
     with session_scope(state.factory) as db:
         claimed = svc.claim(db, build_id, "test:0:0")
@@ -121,7 +128,7 @@ def complete(client: TestClient, build_id: int, version: str = "1.16.0", extra: 
             size=1234,
             python_version="3.11.7",
         )
-        published, switched = svc.publish(db, state.blobs, claimed, result, str(prefix))
+        published, switched = svc.publish(db, state.blobs, claimed, result, str(prefix), artifacts)
         assert published
     ensure_stored(state.blobs, [], [result.lockfile, result.pinned_yaml])  # as the worker does
     if switched:

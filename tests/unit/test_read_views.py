@@ -16,7 +16,9 @@ def test_build_columns_follow_the_fields() -> None:
     summary = _keys(views._BUILD_SUMMARY_COLUMNS)
     assert summary == list(views.BuildSummary._fields)
     names = _keys(views._NAMES)
-    assert [*summary, *names, "specification", "artifacts"] == list(views.BuildView._fields)
+    pack = _keys(views._PACK_COLUMNS)
+    fields = [*summary, *names, "specification", "artifacts", *pack]
+    assert fields == list(views.BuildView._fields)
     spec = _keys(views._SPECIFICATION_COLUMNS, "specification_")
     assert spec == list(views.SpecificationView._fields)
 

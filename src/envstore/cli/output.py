@@ -182,7 +182,16 @@ def build_summary(build: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("packages", str(len(packages)) if isinstance(packages, list) else _NONE),
         ("prefix", _text(build.get("prefix"))),
         ("artifacts", ", ".join(kinds) or _NONE),
+        ("archive and image", _artifacts_state(build)),
     ]
+
+
+def _artifacts_state(build: Mapping[str, Any]) -> str:
+    status = build.get("artifacts_status")
+    if not status:
+        return _NONE
+    info = build.get("artifacts_status_info")
+    return f"{status} ({info})" if info else str(status)
 
 
 def environment_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:

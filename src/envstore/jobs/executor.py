@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from envstore.core.builds import BuildStatus
 from envstore.db.engine import session_scope
-from envstore.errors import NotFound, Unavailable
+from envstore.errors import Unavailable
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.runners import BuildSession, RunnerPool
 from envstore.pipeline.contract import (
@@ -33,8 +33,9 @@ from envstore.pipeline.contract import (
     BuildResult,
 )
 from envstore.services import worker as svc
-from envstore.services.artifacts import ensure_stored, store_artifact_files
+from envstore.services.artifacts import ensure_stored
 from envstore.services.diff import diff_builds, format_diff, previous_build_id
+from envstore.services.packing import effective_build_artifacts
 from envstore.settings import Settings
 from envstore.storage.blobstore import BlobStore
 from envstore.storage.layout import StoreLayout
@@ -44,7 +45,6 @@ __all__ = ["BuildExecutor"]
 T = TypeVar("T")
 
 _FLUSH_SECONDS = 0.25
-FILE_ARTIFACTS = ("CONDA_PACK", "DOCKER_MANIFEST")  # written by the build process
 
 
 @dataclass
@@ -71,6 +71,9 @@ class BuildExecutor:
         self.blobs = blobs
         self.events = events or BuildEvents()
         self.layout = StoreLayout(settings.envs_dir)
+        # Called after a build is published with a pack job queued (a distributed queue
+        # dispatches the job here; the embedded workers find it on their next claim).
+        self.on_artifacts_queued: Callable[[int], None] | None = None
 
     def run(self, claimed: svc.ClaimedBuild, worker_id: str) -> None:
         """Build ``claimed`` to a terminal state (or back to QUEUED for a retry)."""
@@ -82,10 +85,6 @@ class BuildExecutor:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         try:
             request = self._request(claimed, prefix, work)
-            request.artifacts = [k for k in self.settings.build_artifacts if k in FILE_ARTIFACTS]
-            request.oci_prefix = self.settings.oci_prefix
-            base_layer = self.settings.oci_base_layer
-            request.oci_base_layer = str(base_layer) if base_layer else None
             request.write(work / REQUEST_FILE)
             outcome = self._supervise(claimed, work, worker_id)
             self._conclude(claimed, outcome, prefix, work)
@@ -261,28 +260,20 @@ class BuildExecutor:
 
     def _publish(self, claimed: svc.ClaimedBuild, result: BuildResult, prefix: Path) -> None:
         key = str(prefix.relative_to(self.settings.store_dir))
-        start = time.monotonic()
-        try:  # upload and verify before the database links anything (D4, no half-written blob)
-            stored = store_artifact_files(self.blobs, result.artifact_files)
-        except (Unavailable, NotFound) as exc:
-            shutil.rmtree(prefix, ignore_errors=True)
-            self._finish(claimed.id, BuildStatus.FAILED, f"artifact_upload_failed: {exc}")
-            return
-        if result.artifact_files:
-            self._log(
-                claimed.id,
-                f"[envstore] stored {len(result.artifact_files)} artifact file(s) "
-                f"in {time.monotonic() - start:.2f}s\n",
+
+        def record(db: Session) -> tuple[bool, bool]:
+            # The archive and image are made after COMPLETED, by a pack job queued here.
+            kinds = effective_build_artifacts(
+                db, self.settings, claimed.namespace, claimed.environment
             )
-        rows = [(a.artifact_type, a.digest, a.size) for a in stored]
-        published, switched = self._durably(
-            claimed.id, lambda db: svc.publish(db, self.blobs, claimed, result, key, rows)
-        )
+            return svc.publish(db, self.blobs, claimed, result, key, kinds)
+
+        published, switched = self._durably(claimed.id, record)
         if not published:
             shutil.rmtree(prefix, ignore_errors=True)
             return
         # a GC that listed blobs before this commit may have swept them meanwhile (D6)
-        ensure_stored(self.blobs, result.artifact_files, [result.lockfile, result.pinned_yaml])
+        ensure_stored(self.blobs, [], [result.lockfile, result.pinned_yaml])
         self._log_diff(claimed.id)
         if switched:
             self.layout.publish(claimed.namespace, claimed.environment, claimed.build_key)
@@ -291,6 +282,8 @@ class BuildExecutor:
             f"[envstore] build {claimed.id} COMPLETED: {len(result.packages)} packages, "
             f"{result.size} bytes at {prefix}\n",
         )
+        if self.on_artifacts_queued is not None:
+            self.on_artifacts_queued(claimed.id)
 
     def _log_diff(self, build_id: int) -> None:
         """Write the package diff against the environment's previous build into the log."""

@@ -25,6 +25,7 @@ from sqlalchemy import Row, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from envstore.db.models import (
+    ArtifactJob,
     Build,
     BuildArtifact,
     Channel,
@@ -104,6 +105,8 @@ class BuildView(NamedTuple):
     environment: str
     specification: SpecificationView
     artifacts: list[ArtifactView]
+    artifacts_status: str | None  # the pack job's (archive, image): None when there is none
+    artifacts_info: str | None
 
 
 class EnvironmentView(NamedTuple):
@@ -158,6 +161,10 @@ _SPECIFICATION_COLUMNS = (
     Specification.kind,
 )
 _NAMES = (Namespace.name.label("namespace"), Environment.name.label("environment"))
+_PACK_COLUMNS = (
+    ArtifactJob.status.label("artifacts_status"),
+    ArtifactJob.info.label("artifacts_info"),
+)
 _CHANNEL_COLUMNS = (
     Channel.id.label("channel_id"),
     Channel.name.label("channel_name"),
@@ -185,6 +192,7 @@ _ENVIRONMENT_COLUMNS = (
 )
 _SUMMARY = len(_BUILD_SUMMARY_COLUMNS)
 _SPEC_AT = _SUMMARY + len(_NAMES)
+_SPEC_END = _SPEC_AT + len(_SPECIFICATION_COLUMNS)
 _ENV = len(_ENVIRONMENT_COLUMNS)
 _CHANNEL_END = 1 + len(_CHANNEL_COLUMNS)
 
@@ -207,10 +215,16 @@ def build_ids() -> Select[tuple[int]]:
 
 def _builds() -> Select[Any]:
     return (
-        select(*_BUILD_SUMMARY_COLUMNS, *_NAMES, *_SPECIFICATION_COLUMNS)
+        select(
+            *_BUILD_SUMMARY_COLUMNS,
+            *_NAMES,
+            *_SPECIFICATION_COLUMNS,
+            *_PACK_COLUMNS,
+        )
         .join(Environment, Environment.id == Build.environment_id)
         .join(Namespace, Namespace.id == Environment.namespace_id)
         .join(Specification, Specification.id == Build.specification_id)
+        .outerjoin(ArtifactJob, ArtifactJob.build_id == Build.id)
     )
 
 
@@ -245,7 +259,12 @@ def _build_views(db: Session, found: Sequence[Row[Any]]) -> list[BuildView]:
             artifacts[build_id].append(ArtifactView._make(artifact))
     return [
         BuildView._make(
-            (*row[:_SPEC_AT], SpecificationView._make(row[_SPEC_AT:]), artifacts[row[0]])
+            (
+                *row[:_SPEC_AT],
+                SpecificationView._make(row[_SPEC_AT:_SPEC_END]),
+                artifacts[row[0]],
+                *row[_SPEC_END:],
+            )
         )
         for row in found
     ]

@@ -31,6 +31,7 @@ from envstore.db.models import (
     utcnow,
 )
 from envstore.pipeline.contract import BuildResult, PackageInfo
+from envstore.services.packing import queue_artifacts
 from envstore.storage.blobstore import BlobStore
 
 __all__ = [
@@ -158,9 +159,10 @@ def publish(
     claimed: ClaimedBuild,
     result: BuildResult,
     prefix_key: str,
-    stored: Sequence[tuple[str, str, int]] = (),
+    artifacts: Sequence[str] = (),
 ) -> tuple[bool, bool]:
-    """Record a successful build and make it current when it is the newest.
+    """Record a successful build and make it current when it is the newest; queue the pack
+    job of its archive and image when ``artifacts`` (its effective ``build_artifacts``) asks.
 
     Returns (published, switched). Not published if the build was taken away from this worker
     meanwhile (canceled or requeued), in which case nothing is recorded."""
@@ -175,14 +177,13 @@ def publish(
         ("YAML", yaml_digest, len(result.pinned_yaml.encode()), yaml_digest),
         ("LOGS", f"log:{claimed.id}", 0, None),
         ("DIRECTORY", prefix_key, result.size, None),
-        # artifact files uploaded and verified beforehand (archive, image manifest)
-        *((kind, digest, size, digest) for kind, digest, size in stored),
     ):
         db.add(
             BuildArtifact(
                 build_id=claimed.id, artifact_type=kind, key=key, size=size, sha256=digest
             )
         )
+    queue_artifacts(db, claimed.id, artifacts)
     now = utcnow()
     build.status = BuildStatus.COMPLETED
     build.status_info = None
