@@ -49,7 +49,8 @@ def produce_artifacts(
             options = TreeOptions(
                 old_prefix=str(prefix), new_prefix=str(prefix), variables=variables
             )
-            outputs.append(TreeOutput(files.enter_context(archive_path.open("wb")), options))
+            handle = files.enter_context(archive_path.open("wb"))
+            outputs.append(TreeOutput(handle, options, tar_digest=False))
         if "DOCKER_MANIFEST" in kinds:
             handle = files.enter_context(layer_path.open("wb"))
             outputs.append(layer_output(handle, prefix, image_prefix, variables, layer_compression))

@@ -81,9 +81,10 @@ def activate_script(variables: dict[str, str]) -> str:
 class HashingWriter(io.RawIOBase):
     """A write-only stream that hashes and counts what passes through to ``target``."""
 
-    def __init__(self, target: _Writable | None) -> None:
+    def __init__(self, target: _Writable | None, *, hashing: bool = True) -> None:
         self.target = target
         self.hasher = hashlib.sha256()
+        self.hashing = hashing  # off: only counts (a digest nobody reads costs a full pass)
         self.size = 0
 
     def writable(self) -> bool:
@@ -93,7 +94,8 @@ class HashingWriter(io.RawIOBase):
         return self.size
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.hasher.update(data)
+        if self.hashing:
+            self.hasher.update(data)
         self.size += len(data)
         if self.target is not None:
             self.target.write(data)
@@ -121,6 +123,7 @@ class TreeOutput:
     out: BinaryIO
     options: TreeOptions
     compression: Compression = "gzip"
+    tar_digest: bool = True  # an image layer needs it (its diff_id); an archive does not
 
 
 def write_tree(
@@ -132,7 +135,8 @@ def write_tree(
 
 def write_trees(prefix: Path, outputs: list[TreeOutput]) -> list[tuple[str, str]]:
     """Write several tars of ``prefix`` from one read of it (the archive and the image layer
-    of a build, say); return (tar digest, compressed digest) for each output, in order.
+    of a build, say); return (tar digest or "" when not asked for, compressed digest) for each
+    output, in order.
 
     Every output must rewrite from the same ``old_prefix``. The compressors run in their own
     threads (igzip and zstd release the GIL), so this thread only walks, reads and frames.
@@ -145,7 +149,7 @@ def write_trees(prefix: Path, outputs: list[TreeOutput]) -> list[tuple[str, str]
         for output in outputs:
             compressed = HashingWriter(output.out)
             zipped = stack.enter_context(_compressor(compressed, output.compression))
-            plain = HashingWriter(zipped)
+            plain = HashingWriter(zipped, hashing=output.tar_digest)
             sinks.append((TarStream(plain), plain, compressed, output.options))
         # the relocation manifest comes last: it lists what the entries were found to hold
         files = _write_entries([(tar, options) for tar, _, _, options in sinks], prefix)
@@ -153,7 +157,10 @@ def write_trees(prefix: Path, outputs: list[TreeOutput]) -> list[tuple[str, str]
             for name, data, mode in _extras(options, files):
                 _add_bytes(tar, _arc(options, name), data, mode)
             tar.close()
-    return [(plain.digest, compressed.digest) for _, plain, compressed, _ in sinks]
+    return [
+        (plain.digest if plain.hashing else "", compressed.digest)
+        for _, plain, compressed, _ in sinks
+    ]
 
 
 @contextlib.contextmanager
@@ -311,8 +318,12 @@ class TarStream:
         self._flush()
 
     def _put(self, data: bytes) -> None:
-        self.buffer += data
         self.offset += len(data)
+        if len(data) >= self._FLUSH:  # a big file goes straight through, not copied twice
+            self._flush()
+            self.out.write(data)
+            return
+        self.buffer += data
         if len(self.buffer) >= self._FLUSH:
             self._flush()
 

@@ -194,10 +194,10 @@ class PackExecutor:
     def _send(self, request: Path) -> BuildSession:
         runner = self.runners.acquire()
         try:
-            return runner.start(request)
+            return runner.start(request, build=False)
         except OSError:  # it exited between two jobs: one fresh try, whose error is real
             self.runners.discard(runner)
-            return self.runners.acquire().start(request)
+            return self.runners.acquire().start(request, build=False)
 
     def _beat(self, build_id: int, worker_id: str) -> bool:
         try:

@@ -28,7 +28,6 @@ from typing import Any
 
 import yaml
 
-from envstore.artifacts.stage import produce_artifacts
 from envstore.core.specs import EnvironmentSpec, parse_specification
 from envstore.errors import BuildFailure, InvalidSpec
 from envstore.pipeline.contract import (
@@ -196,6 +195,9 @@ def run_pack(request_path: Path) -> PackResult | BuildFailureInfo:
     os.chdir(request.work_dir)
     outcome: PackResult | BuildFailureInfo
     try:
+        # imported here: a runner's start-up, which a build may wait for, does not pay for it
+        from envstore.artifacts.stage import produce_artifacts
+
         with stage("artifacts", log_line):
             files = produce_artifacts(
                 Path(request.prefix),
