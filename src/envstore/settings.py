@@ -114,8 +114,10 @@ class Settings(BaseSettings):
         default="zstd",
         description="image layers: zstd (Docker 23+, podman 4+), gzip for older clients",
     )
+    # below the 30 s read timeout of envstore's CLI: a client gets the 404 naming the state
+    # rather than a timeout of its own
     artifact_wait_seconds: float = Field(
-        default=30.0,
+        default=20.0,
         ge=0,
         le=300,
         description="how long archive/ and docker/ wait for a build's pack job by default",
