@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=2, ge=0, le=64, description="concurrent builds (0: no workers)")
+    api_processes: int = Field(
+        default=1, ge=1, le=64, description="API processes of envstore serve on one port"
+    )
     build_timeout: float = Field(default=3600.0, gt=0, description="seconds per build attempt")
     solve_timeout: float = Field(default=600.0, gt=0, description="seconds for the solve stage")
     max_build_attempts: int = Field(default=2, ge=1, le=10)
@@ -138,6 +141,18 @@ class Settings(BaseSettings):
     oci_prefix: str = Field(default="/opt/env", description="where the image holds the env")
     oci_base_layer: Path | None = Field(
         default=None, description="a .tar or .tar.gz root filesystem put under every image"
+    )
+    oci_layer_compression: Literal["zstd", "gzip"] = Field(
+        default="zstd",
+        description="image layers: zstd (Docker 23+, podman 4+), gzip for older clients",
+    )
+    # below the 30 s read timeout of envstore's CLI: a client gets the 404 naming the state
+    # rather than a timeout of its own
+    artifact_wait_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=300,
+        description="how long archive/ and docker/ wait for a build's pack job by default",
     )
     blob_store: str = Field(default="local", pattern="^(local|s3)$")
     s3_bucket: str | None = None

@@ -41,6 +41,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/build/{build_id}/"): "object",
     ("PUT", "/api/v1/build/{build_id}/"): "object",
     ("PUT", "/api/v1/build/{build_id}/cancel/"): "object",
+    ("PUT", "/api/v1/build/{build_id}/artifacts/"): "object",
     ("DELETE", "/api/v1/build/{build_id}/"): "object",
     ("GET", "/api/v1/build/{build_id}/packages/"): "object",
     ("GET", "/api/v1/build/{build_id}/logs/"): "object",

@@ -152,14 +152,15 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=2 * settings.max_spec_bytes + 64 * 1024)
     app.add_middleware(QuerySlashMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_credentials=True,
-        allow_methods=["*"],
-        allow_headers=["authorization", "content-type", "x-csrf-token"],
-        expose_headers=["X-Envstore-Log-Offset"],
-    )
+    if settings.cors_origins:  # without origins it only adds a layer to every request
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["authorization", "content-type", "x-csrf-token"],
+            expose_headers=["X-Envstore-Log-Offset"],
+        )
     return app
 
 

@@ -354,6 +354,11 @@ class EnvstoreClient:
         """Queue a new build of the same specification; return its id."""
         return _build_id(self._data("PUT", f"build/{build_id}/"))
 
+    def rebuild_artifacts(self, build_id: int) -> str:
+        """Queue the archive and image of a COMPLETED build again; return the pack state."""
+        data = self._data("PUT", f"build/{build_id}/artifacts/")
+        return str(data.get("artifacts_status") or "") if isinstance(data, dict) else ""
+
     def cancel_build(self, build_id: int) -> str:
         """Ask the server to cancel; return its message."""
         return str(self._json("PUT", f"build/{build_id}/cancel/").get("message") or "")

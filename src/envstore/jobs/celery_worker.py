@@ -28,10 +28,12 @@ from envstore.db.engine import make_engine, session_scope
 from envstore.db.models import utcnow
 from envstore.jobs.celery_app import JOB_KINDS, Broker, make_celery, queue_name, slot_id
 from envstore.jobs.distributed import Reaper, backoff
+from envstore.jobs.events import BuildEvents
 from envstore.jobs.executor import BuildExecutor
 from envstore.jobs.gc import run_gc
 from envstore.jobs.metrics import BuildMetrics
-from envstore.services import dispatch
+from envstore.jobs.packer import PackExecutor
+from envstore.services import dispatch, packing
 from envstore.services import worker as svc
 from envstore.settings import Settings
 from envstore.storage.factory import make_blob_store
@@ -49,6 +51,7 @@ class WorkerRuntime:
     engine: Engine
     factory: sessionmaker[Session]
     executor: BuildExecutor
+    packer: PackExecutor
     broker: Broker
     metrics: BuildMetrics
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -57,10 +60,32 @@ class WorkerRuntime:
     def create(cls, settings: Settings) -> WorkerRuntime:
         engine = make_engine(settings.resolved_database_url)
         factory = sessionmaker(engine, expire_on_commit=False)
-        executor = BuildExecutor(settings, factory, make_blob_store(settings))
+        blobs = make_blob_store(settings)
+        executor = BuildExecutor(settings, factory, blobs)
+        packer = PackExecutor(settings, factory, blobs, executor.runners, BuildEvents())
         registry = CollectorRegistry()
         metrics = BuildMetrics(registry)
-        return cls(settings, engine, factory, executor, Broker.connect(settings), metrics, registry)
+        broker = Broker.connect(settings)
+        runtime = cls(settings, engine, factory, executor, packer, broker, metrics, registry)
+        # after a publish: the archive and image are packed by a task of the artifacts queue
+        executor.on_artifacts_queued = runtime._send_pack
+        return runtime
+
+    def pack(self, build_id: int) -> str:
+        """Run the pack job (archive, image) of ``build_id``; a duplicate delivery is a no-op."""
+        worker_id = slot_id()
+        with session_scope(self.factory) as db:
+            claimed = packing.claim_pack(db, self.settings, build_id, worker_id)
+        if claimed is None:
+            return "skipped"
+        self.packer.run(claimed, worker_id)
+        return "packed"
+
+    def _send_pack(self, build_id: int) -> None:
+        try:
+            self.broker.send_pack(build_id)
+        except Exception as exc:  # the job stays QUEUED in the database, where it is visible
+            log.warning("build %s: pack job not dispatched now (%s)", build_id, exc)
 
     def build(self, build_id: int) -> str:
         worker_id = slot_id()
@@ -117,6 +142,10 @@ def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:
     @app.task(name=JOB_KINDS["builds"], acks_late=True)  # type: ignore[misc]
     def build(build_id: int) -> str:
         return runtime.build(int(build_id))
+
+    @app.task(name=JOB_KINDS["artifacts"], acks_late=True)  # type: ignore[misc]
+    def pack(build_id: int) -> str:
+        return runtime.pack(int(build_id))
 
     @app.task(name=JOB_KINDS["gc"], acks_late=True)  # type: ignore[misc]
     def gc() -> str:

@@ -182,6 +182,13 @@ class Dispatcher:
     def notify(self, build_id: int) -> None:
         self._pending.put(build_id)
 
+    def notify_artifacts(self, build_id: int) -> None:
+        """A pack job was queued (``rebuild-artifacts``): send it to the artifacts queue."""
+        try:
+            self.broker.send_pack(build_id)
+        except Exception as exc:  # the job stays QUEUED in the database, where it is visible
+            log.warning("build %s: pack job not dispatched now (%s)", build_id, exc)
+
     def start(self) -> None:
         self._thread.start()
         self.reaper.start()
