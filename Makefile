@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	@touch $@
 
 $(VENV)/.dev-installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra jupyter
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed

@@ -68,6 +68,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/token/"): "public",
     ("GET", "/api/v1/token/"): "public",
     ("DELETE", "/api/v1/token/{token_id}/"): "public",
+    ("POST", "/api/v1/jupyterhub/token/"): "public",
     ("GET", "/v2/"): "public",
     ("GET", "/v2/{namespace}/{name}/manifests/{reference}"): "object",
     ("GET", "/v2/{namespace}/{name}/blobs/{digest}"): "object",
@@ -94,6 +95,7 @@ BODIES: dict[tuple[str, str], Any] = {
         "environment_name": "app",
     },
     ("POST", "/login/"): {"username": "nobody", "password": "wrong-password"},
+    ("POST", "/api/v1/jupyterhub/token/"): {"hub_token": "not-a-hub-token"},
 }
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/namespace/{namespace}/role"): {"other_namespace": "alice"},

@@ -28,6 +28,7 @@ from envstore.cli.client import DEFAULT_URL, ServerError
 from envstore.cli.common import Connection
 from envstore.cli.diff import artifact_command, diff_command
 from envstore.cli.env import env_app, lockfile_command
+from envstore.cli.kernels import kernel_command, kernels_app
 from envstore.cli.output import print_error
 from envstore.cli.run import run_command
 from envstore.cli.server import register_server_commands
@@ -49,6 +50,8 @@ app = typer.Typer(
 app.add_typer(env_app, name="env", no_args_is_help=True)
 app.add_typer(build_app, name="build", no_args_is_help=True)
 app.add_typer(token_app, name="token", no_args_is_help=True)
+app.add_typer(kernels_app, name="kernels", no_args_is_help=True)
+app.command("kernel")(kernel_command)
 app.command("login")(login_command)
 app.command("logout")(logout_command)
 app.command("lockfile")(lockfile_command)
