@@ -103,13 +103,20 @@ def read_own_specs(directory: Path, url: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _current_kernels(client: EnvstoreClient) -> list[_Wanted]:
-    """Environments whose current build is COMPLETED and has ipykernel (one filtered list)."""
+def _current_kernels(client: EnvstoreClient, known_prefixes: dict[str, str]) -> list[_Wanted]:
+    """Environments whose current build is COMPLETED and has ipykernel (one filtered list).
+
+    Lists show no prefix; it is asked for only for builds no earlier sync recorded.
+    """
     wanted = []
     for env in client.list_environments(packages=(KERNEL_PACKAGE,)):
-        build = env.get("current_build") or {}
-        if build.get("status") == BuildStatus.COMPLETED and build.get("build_key"):
-            wanted.append(_Wanted(env["namespace"]["name"], env["name"], build, pinned=False))
+        build = dict(env.get("current_build") or {})
+        key = build.get("build_key")
+        if build.get("status") != BuildStatus.COMPLETED or not key:
+            continue
+        known = known_prefixes.get(str(key))
+        build["prefix"] = known if known else client.get_build(int(build["id"])).get("prefix")
+        wanted.append(_Wanted(env["namespace"]["name"], env["name"], build, pinned=False))
     return wanted
 
 
@@ -167,6 +174,7 @@ def kernel_json(url: str, item: _Wanted) -> dict[str, Any]:
                 "pinned": item.pinned,
                 "build_id": build["id"],
                 "build_key": build["build_key"],
+                "prefix": build.get("prefix"),
             }
         },
     }
@@ -195,7 +203,8 @@ def _write(directory: Path, name: str, spec: dict[str, Any]) -> bool:
 def _wanted_now(
     client: EnvstoreClient, existing: dict[str, dict[str, Any]], pins: tuple[str, ...]
 ) -> list[_Wanted]:
-    wanted = _current_kernels(client)
+    known = {str(m.get("build_key")): str(m.get("prefix") or "") for m in existing.values()}
+    wanted = _current_kernels(client, known)
     wanted += [_pinned_kernel(client, pin) for pin in pins]
     for mark in existing.values():
         if mark.get("pinned"):
