@@ -80,6 +80,9 @@ class OAuthProvider:
             "code_challenge": challenge,
             "code_challenge_method": "S256",
         }
+        if not self.scopes:
+            # JupyterHub refuses an empty scope (invalid_scope); none asked = its default.
+            del query["scope"]
         separator = "&" if "?" in self.authorize_endpoint else "?"
         return f"{self.authorize_endpoint}{separator}{urlencode(query)}"
 
