@@ -14,3 +14,18 @@ def test_top_level_names() -> None:
 
 def test_storage_names() -> None:
     assert sorted(envstore.storage.__all__) == ["BlobStore", "LocalBlobStore", "StoreLayout"]
+
+
+def test_jupyter_names() -> None:
+    import envstore.jupyter
+
+    assert sorted(envstore.jupyter.__all__) == [
+        "KERNEL_PREFIX",
+        "SyncReport",
+        "kernels_dir",
+        "launch_kernel",
+        "sync_kernelspecs",
+    ]
+    # what jupyter_server looks up when the config file enables "envstore.jupyter"
+    points = envstore.jupyter._jupyter_server_extension_points()
+    assert points == [{"module": "envstore.jupyter.extension"}]
