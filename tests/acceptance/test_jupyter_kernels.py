@@ -4,12 +4,13 @@
 One server holds three environments, built once for the whole module: ``default/kern`` (PyPI,
 the real ``ipykernel`` from PyPI), ``team/ckern`` (conda: the generated channel's host-python
 wrapper, ``ipykernel`` through ``pip:``, installed from the same uv cache) and ``default/plain``
-(no ipykernel). ``root`` is an administrator; ``vera`` holds only the default ``default/*``
+(conda, no ipykernel). ``root`` is an administrator; ``vera`` holds only the default ``default/*``
 viewer binding of signed-in users.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import yaml
 from envstore.cli.client import EnvstoreClient
 from envstore.errors import InvalidInput
 from envstore.jupyter.archive_cache import READY_MARK, unpacked_build
+from envstore.jupyter.launcher import kernel_prefix
 from envstore.testing import demo_channel
 from tests.acceptance.jupyter_server_support import JupyterServer
 from tests.acceptance.jupyter_support import (
@@ -35,6 +37,7 @@ from tests.acceptance.jupyter_support import (
     submit,
 )
 from tests.support.server import ServerProcess
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.network, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -55,7 +58,11 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("jupyter")
     channel = demo_channel(base / "channel")
-    env = {"ENVSTORE_ANONYMOUS_ROLE_BINDINGS": "{}"}
+    env = {
+        "ENVSTORE_ANONYMOUS_ROLE_BINDINGS": "{}",
+        # kernels need the archive, not the OCI image (which would double each build's output)
+        "ENVSTORE_BUILD_ARTIFACTS": '["LOCKFILE", "YAML", "LOGS", "CONDA_PACK"]',
+    }
     server = ServerProcess(base / "store", env=env).start()
     try:
         root = add_person(server, "root", base / "root", admin=True)
@@ -70,7 +77,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         # The PyPI build fills the uv cache the conda build's pip: section then links from.
         kern = submit(root, "default", "kern", IPYKERNEL + "\n")
         ckern = submit(root, "team", "ckern", conda_spec)
-        plain = submit(root, "default", "plain", "six==1.16.0\n")
+        plain_spec = yaml.safe_dump(
+            {"name": "plain", "channels": [channel.url], "dependencies": ["app"]}
+        )
+        plain = submit(root, "default", "plain", plain_spec)
         yield World(server, root, vera, kern, ckern, plain)
     finally:
         server.stop()
@@ -138,9 +148,10 @@ def test_archive_path_without_shared_filesystem_is_verified_and_cached(
             str(unpacked)
         )
     marker = (unpacked / READY_MARK).stat()
-    # the second start uses the cache: nothing downloaded or unpacked again
-    with running_kernel(kernels, "envstore-default-kern", env) as kernel:
-        assert run_code(kernel, PREFIX_PROBE) == str(unpacked)
+    # the next start uses the cache: the launcher picks it without downloading or unpacking
+    with EnvstoreClient(world.root.url, token=world.root.token) as client:
+        prefix, build = kernel_prefix(client, "default/kern", env)
+    assert prefix == unpacked and build["id"] == world.kern["id"]
     again = (unpacked / READY_MARK).stat()
     assert (again.st_ino, again.st_mtime_ns) == (marker.st_ino, marker.st_mtime_ns)
     assert not list(cache.glob(".*.tar.gz"))  # the download is not kept
@@ -171,8 +182,10 @@ def test_pinned_kernel_keeps_its_build_after_the_environment_moves_on(
         env = world.root.environ()
         with running_kernel(kernels, pinned, env) as kernel:
             assert run_code(kernel, PREFIX_PROBE) == first["prefix"]
-        with running_kernel(kernels, "envstore-default-kern", env) as kernel:
-            assert run_code(kernel, PREFIX_PROBE) == second["prefix"]
+        unpinned = json.loads((kernels / "envstore-default-kern" / "kernel.json").read_text())
+        assert unpinned["metadata"]["envstore"]["build_id"] == second["id"]
+        with EnvstoreClient(world.root.url, token=world.root.token) as client:
+            assert kernel_prefix(client, "default/kern", env)[0] == Path(second["prefix"])
 
         # a pin by date names the build that was current then (the second one, today)
         today = time.strftime("%Y-%m-%d", time.gmtime())
@@ -231,16 +244,17 @@ def test_jupyter_server_lists_starts_and_runs_envstore_kernels(
 def test_envstore_down_leaves_the_kernels_and_they_still_start(
     world: World, tmp_path: Path
 ) -> None:
-    _sync(world.root, tmp_path)
-    kernels = _kernels_dir(tmp_path)
-    before = {p.name: (p / "kernel.json").read_text() for p in kernels.iterdir()}
-    world.server.stop()
-    try:
-        out = _sync(world.root, tmp_path, code=3)
+    # the server stays up for the other tests; its address is what goes away
+    with TcpProxy("127.0.0.1", world.server.port) as proxy:
+        root = dataclasses.replace(world.root, url=f"http://127.0.0.1:{proxy.port}")
+        _sync(root, tmp_path)
+        kernels = _kernels_dir(tmp_path)
+        before = {p.name: (p / "kernel.json").read_text() for p in kernels.iterdir()}
+        assert sorted(before) == ["envstore-default-kern", "envstore-team-ckern"]
+        proxy.block()
+        out = _sync(root, tmp_path, code=3)
         assert len(out.strip().splitlines()) == 1 and "left as they are" in out
         assert {p.name: (p / "kernel.json").read_text() for p in kernels.iterdir()} == before
         # Jupyter still works: the last synced build starts, with one warning
-        with running_kernel(kernels, "envstore-team-ckern", world.root.environ()) as kernel:
+        with running_kernel(kernels, "envstore-team-ckern", root.environ()) as kernel:
             assert run_code(kernel, PREFIX_PROBE) == world.ckern["prefix"]
-    finally:
-        world.server.start()
