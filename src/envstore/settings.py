@@ -252,6 +252,16 @@ class Settings(BaseSettings):
         default="", description="public URL of {prefix}/oauth_callback/ when behind a proxy"
     )
     jupyterhub_url: str = Field(default="", description="e.g. https://hub.example.org")
+    jupyterhub_api_url: str = Field(
+        default="",
+        description="the hub API as envstore reaches it; default {jupyterhub_url}/hub/api",
+    )
+    jupyterhub_service_name: str = Field(
+        default="envstore", description="envstore's name in the hub's c.JupyterHub.services"
+    )
+    jupyterhub_token_lifetime: int = Field(
+        default=86400, ge=60, description="seconds an envstore token traded for a hub token lasts"
+    )
 
     @model_validator(mode="after")
     def _check_channel_allow(self) -> Settings:
@@ -276,6 +286,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.state_dir / 'envstore.db'}"
+
+    @property
+    def resolved_jupyterhub_api_url(self) -> str:
+        if self.jupyterhub_api_url:
+            return self.jupyterhub_api_url.rstrip("/")
+        return f"{self.jupyterhub_url.rstrip('/')}/hub/api"
 
     @property
     def is_embedded_sqlite(self) -> bool:
