@@ -50,6 +50,9 @@ bench: dev
 	$(VENV)/bin/python benchmarks/conda_solve.py
 	$(VENV)/bin/python benchmarks/api_reads.py
 	$(VENV)/bin/python benchmarks/login_flood.py
+	$(VENV)/bin/python benchmarks/ui_pages.py
+	$(VENV)/bin/python benchmarks/policy_check.py
+	$(VENV)/bin/python benchmarks/api_load.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(HUB_PROXY)/node_modules
