@@ -16,8 +16,9 @@ from sqlalchemy import select
 from envstore.db.engine import session_scope
 from envstore.db.models import Build, BuildArtifact, utcnow
 from envstore.pipeline.contract import BuildResult
+from envstore.services import packing
 from envstore.services import worker as svc
-from envstore.services.artifacts import store_artifact_files
+from envstore.services.artifacts import StagedBlob, store_artifact_files
 from envstore.services.gc import Retention, collect
 from envstore.settings import Settings
 from envstore.storage.local import LocalBlobStore
@@ -98,16 +99,32 @@ def _staged_archive(tmp_path: Path, data: bytes) -> list[dict[str, object]]:
     return [{"artifact_type": "CONDA_PACK", "path": str(staged), "sha256": digest, "size": 2048}]
 
 
-def _publish(state: Any, build_id: int, files: list[dict[str, object]], blobs: Any) -> bool:
-    """What the worker does after its build process succeeded: upload, then publish."""
+def _publish(
+    state: Any, build_id: int, files: list[dict[str, object]], blobs: Any, upload: bool = True
+) -> bool:
+    """What the workers do after a build process succeeded: publish the build (lockfile and
+    YAML), then its pack job uploads the archive (unless the test uploaded it earlier, to put a
+    collection between the upload and the link) and links it."""
     with session_scope(state.factory) as db:
         claimed = svc.claim(db, build_id, "test:0:0")
         assert claimed is not None
-    store_artifact_files(state.blobs, files)
-    result = BuildResult(LOCK.replace("1.16.0", f"{build_id}.0"), "x: 1\n", [], 0, None, files)
+    result = BuildResult(LOCK.replace("1.16.0", f"{build_id}.0"), "x: 1\n", [], 0, None)
     with session_scope(state.factory) as db:
-        published, _ = svc.publish(db, blobs, claimed, result, f"envs/default/{build_id}")
-    return published
+        published, _ = svc.publish(
+            db, blobs, claimed, result, f"envs/default/{build_id}", ("CONDA_PACK",)
+        )
+    assert published
+    with session_scope(state.factory) as db:
+        pack = packing.claim_pack(db, state.settings, build_id, "test:0:0")
+        assert pack is not None
+    if upload:
+        store_artifact_files(state.blobs, files)
+    packed = packing.PackedBlobs(
+        [(str(f["artifact_type"]), str(f["sha256"]), int(str(f["size"]))) for f in files],
+        [StagedBlob(str(f["sha256"]), path=Path(str(f["path"]))) for f in files],
+    )
+    with session_scope(state.factory) as db:
+        return packing.record_packed(db, blobs, pack, "test:0:0", packed, "packed") is True
 
 
 def _age(settings: Settings, digest: str) -> None:
@@ -140,7 +157,7 @@ def test_D6_publish_racing_a_collection_that_decided_to_delete(
     assert gate.deleting.wait(30)  # decided: unlinked, older than the grace period
     outcome: list[bool] = []
     publisher = threading.Thread(
-        target=lambda: outcome.append(_publish(state, build_id, files, state.blobs))
+        target=lambda: outcome.append(_publish(state, build_id, files, state.blobs, upload=False))
     )
     publisher.start()
     publisher.join(timeout=1.0)  # before the fix it linked here, then lost the blob
@@ -167,11 +184,7 @@ def test_D6_publish_after_a_collection_deleted_the_upload_stores_it_again(
     with session_scope(state.factory) as db:
         report = collect(db, state.blobs, settings.store_dir, Retention(grace_seconds=0))
     assert digest in report.blobs and not state.blobs.exists(digest)
-    with session_scope(state.factory) as db:
-        claimed = svc.claim(db, build_id, "test:0:0")
-        assert claimed is not None
-        result = BuildResult(LOCK, "x: 1\n", [], 0, None, files)
-        assert svc.publish(db, state.blobs, claimed, result, "envs/x")[0]
+    assert _publish(state, build_id, files, state.blobs, upload=False)
     assert state.blobs.exists(digest)  # stored again from the staged file before linking
     assert client.get(f"/api/v1/build/{build_id}/archive/").status_code == 200
 

@@ -196,7 +196,8 @@ def test_archive_request_waits_for_the_pack_job(client: TestClient) -> None:
     digest = state.blobs.put_bytes(data)
     with session_scope(state.factory) as db:
         rows = [("CONDA_PACK", digest, len(data)), ("DOCKER_MANIFEST", digest, len(data))]
-        assert packing.record_packed(db, build_id, "h:1:0", rows, "packed")
+        packed = packing.PackedBlobs(rows)
+        assert packing.record_packed(db, state.blobs, claimed, "h:1:0", packed, "packed")
     state.events.changed(build_id)
     waiter.join(timeout=30)
     ((status, seconds),) = answers
