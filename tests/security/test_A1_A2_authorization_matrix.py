@@ -105,6 +105,8 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/ui/namespaces/"): "gate",
     ("POST", "/ui/namespaces/{namespace}/delete/"): "object",
     ("POST", "/ui/namespaces/{namespace}/roles/"): "object",
+    ("GET", "/ui/policy/"): "gate",
+    ("GET", "/ui/audit/"): "gate",
 }
 KIND_OF = {On.PUBLIC: "public", On.LIST: "list", On.ANY: "gate", On.EVERYWHERE: "admin"}
 BODIES: dict[tuple[str, str], Any] = {
