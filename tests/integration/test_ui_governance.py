@@ -105,6 +105,56 @@ def test_policy_page_refuses_and_rejects_like_the_api(client: TestClient) -> Non
     assert anonymous.status_code == 403 and "/ui/login/?next=" in anonymous.text
 
 
+def _csrf(client: TestClient) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/ui/tokens/").text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_policy_form_changes_a_level_for_its_admins_only(client: TestClient) -> None:
+    _login(client, "alice")
+    csrf = _csrf(client)
+    page = client.get("/ui/policy/?namespace=alice").text
+    assert (
+        'method="post" action="/ui/policy/"' in page
+        and "default_namespace" not in page.split("c-key")[1]
+    )
+    form = {"csrf": csrf, "namespace": "alice", "key": "conda_allowed_channels"}
+    done = client.post("/ui/policy/", data={**form, "value": '["conda-forge"]'})
+    assert (
+        done.status_code == 200 and "conda_allowed_channels set at the namespace alice" in done.text
+    )
+    api = client.get("/api/v1/setting/alice/").json()
+    assert api["set_here"] == {"conda_allowed_channels": ["conda-forge"]}
+    # text that is not JSON is text; a wrong type is refused on the page, what was typed kept
+    bad = client.post("/ui/policy/", data={**form, "key": "max_packages", "value": "many"})
+    assert bad.status_code == 400 and 'role="alert"' in bad.text and "max_packages" in bad.text
+    assert ">many</textarea>" in bad.text
+    unknown = client.post("/ui/policy/", data={**form, "key": "no_such_key", "value": "1"})
+    assert unknown.status_code == 400 and "choose a setting" in unknown.text
+    # empty unsets the key at this level
+    gone = client.post("/ui/policy/", data={**form, "value": ""})
+    assert gone.status_code == 200 and "conda_allowed_channels unset" in gone.text
+    assert client.get("/api/v1/setting/alice/").json()["set_here"] == {}
+    # without the session's token, at a level she does not administer, or a missing one
+    assert client.post("/ui/policy/", data={**form, "csrf": "0" * 64}).status_code == 403
+    for ns in ("", "mallory", "nobody-here"):
+        refused = client.post("/ui/policy/", data={**form, "namespace": ns, "value": "[]"})
+        assert refused.status_code == 403 and "request not authorized" in refused.text, ns
+    missing = client.post("/ui/policy/", data={**form, "environment": "nothing", "value": "[]"})
+    assert missing.status_code == 404
+    long = client.post("/ui/policy/", data={**form, "namespace": "x" * 256, "value": "[]"})
+    assert long.status_code == 400 and "at most 255" in long.text
+    # a viewer of alice's namespace sees the settings but no form, and cannot post one
+    viewer = make_user(client, "alice", role_bindings={"alice/*": ["viewer"]})
+    as_viewer = {"Authorization": f"Bearer {viewer}"}
+    client.cookies.clear()
+    seen = client.get("/ui/policy/?namespace=alice", headers=as_viewer)
+    assert seen.status_code == 200 and 'method="post" action="/ui/policy/"' not in seen.text
+    posted = client.post("/ui/policy/", data={**form, "value": "[]"}, headers=as_viewer)
+    assert posted.status_code == 403
+
+
 def test_audit_page_for_admins_newest_first_filtered_and_paged(client: TestClient) -> None:
     admin = _admin(client)
     for n in range(52):

@@ -1,6 +1,6 @@
 """The web UI's governance pages: the policy in force at a level (merged settings with where
-each value comes from, their change history, and the current environments that break it),
-and the audit log.
+each value comes from, their change history, and the current environments that break it;
+its admins change one key at a time in a form with the CSRF token), and the audit log.
 
 Both read through the services of ``/setting/``, ``/policy/check/`` and ``/audit/`` with the
 same permission checks: the services check the level or filter the rows themselves, so a
@@ -14,18 +14,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
-from envstore.api.deps import DbSession, On, Require, State
+from envstore.api.deps import AppState, DbSession, On, Require, State
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.core.policy_settings import KEYS, Level
-from envstore.errors import InvalidInput
+from envstore.errors import Conflict, Forbidden, InvalidInput
 from envstore.services import settings as settings_svc
 from envstore.services.audit import AuditFilters, list_events
 from envstore.services.common import Paging
 from envstore.services.policy import check_environments
-from envstore.ui.render import page
+from envstore.ui.forms import Form
+from envstore.ui.render import check_csrf, page, redirect
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,15 +56,44 @@ def policy(
     namespace: Name = "",
     environment: Name = "",
     page_number: PageNumber = 1,
+    notice: Annotated[str, Query(max_length=300)] = "",
 ) -> HTMLResponse:
     """The merged settings of a level, its history (newest first) and what breaks them now."""
-    namespace, environment = namespace.strip(), environment.strip()
+    level = _level(db, who, namespace.strip(), environment.strip(), Permission.SETTING_READ)
+    return _policy_page(request, db, who, state, level, page_number, notice=notice)
+
+
+def _level(
+    db: DbSession, who: Principal, namespace: str, environment: str, permission: Permission
+) -> Level:
+    """The level named by the query or form; the caller's right on it is checked before its
+    existence (as the API's Require does), so another namespace is refused the same whether
+    it exists or not."""
     if environment and not namespace:
         raise InvalidInput("an environment's settings need its namespace: give both")
-    # The level's permission first (as the API's Require does before it loads anything), so a
-    # namespace the caller may not read is refused the same whether or not it exists.
-    view = settings_svc.read_settings(db, who, Level(namespace, environment))
-    level = settings_svc.resolve_level(db, namespace or None, environment or None)
+    wanted = Level(namespace, environment)
+    if permission is Permission.SETTING_UPDATE:
+        if not _can_update(who, wanted):
+            raise Forbidden()
+    else:
+        settings_svc.read_settings(db, who, wanted)
+    return settings_svc.resolve_level(db, namespace or None, environment or None)
+
+
+def _policy_page(
+    request: Request,
+    db: DbSession,
+    who: Principal,
+    state: AppState,
+    level: Level,
+    page_number: int = 1,
+    *,
+    notice: str = "",
+    error: str = "",
+    form: dict[str, str] | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    view = settings_svc.read_settings(db, who, level)
     history = settings_svc.setting_history(
         db, who, level, Paging(page_number, PAGE_SIZE, ("id",), "desc")
     )
@@ -71,8 +101,8 @@ def policy(
         db,
         state.blobs,
         who,
-        namespace=namespace or None,
-        environment=environment or None,
+        namespace=level.namespace or None,
+        environment=level.environment or None,
         channel_alias=state.settings.channel_alias,
         index_url=state.policy_inputs.index_url,
     )
@@ -89,8 +119,8 @@ def policy(
     ]
     context = {
         "level": level,
-        "namespace": namespace,
-        "environment": environment,
+        "namespace": level.namespace,
+        "environment": level.environment,
         "rows": rows,
         "set_count": sum(1 for row in rows if row["sources"]),
         "history": history.items,
@@ -101,8 +131,61 @@ def policy(
         "broken": broken,
         "shown": shown,
         "can_update": _can_update(who, level),
+        "keys": [k for k, info in KEYS.items() if level.is_global or not info.global_only],
+        "notice": notice,
+        "error": error,
+        "form": form or {},
     }
-    return page(request, who, "policy.html", context, active="policy")
+    return page(request, who, "policy.html", context, status=status, active="policy")
+
+
+def _form_value(text: str) -> Any:
+    """A value typed in the form: JSON when it reads as JSON, text otherwise (as the CLI's
+    ``settings set``); nothing at all unsets the key at this level."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@router.post("/policy/")
+def change_policy(
+    request: Request,
+    db: DbSession,
+    who: Annotated[Principal, Require(Permission.SETTING_UPDATE, On.ANY)],
+    state: State,
+    form: Form,
+) -> Response:
+    """Set or unset one key at a level (its admins only); a refused value is shown on the
+    page with what was typed, for another try."""
+    check_csrf(request, form)
+    namespace, environment = form.get("namespace", "").strip(), form.get("environment", "").strip()
+    if len(namespace) > 255 or len(environment) > 255:
+        raise InvalidInput("namespace and environment names are at most 255 characters")
+    level = _level(db, who, namespace, environment, Permission.SETTING_UPDATE)
+    key = form.get("key", "").strip()
+    try:
+        if key not in KEYS:
+            raise InvalidInput(f"choose a setting to change, not {key[:60]!r}")
+        value = _form_value(form.get("value", ""))
+        settings_svc.update_settings(db, who, level, {key: value})
+    except (InvalidInput, Conflict) as exc:
+        db.rollback()
+        status = 409 if isinstance(exc, Conflict) else 400
+        return _policy_page(
+            request, db, who, state, level, error=exc.message, form=form, status=status
+        )
+    done = "unset" if value is None else "set"
+    return redirect(
+        request,
+        "/policy/",
+        namespace=namespace,
+        environment=environment,
+        notice=f"{key} {done} at the {level.label} level.",
+    )
 
 
 def _can_update(who: Principal, level: Level) -> bool:
