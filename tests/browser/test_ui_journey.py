@@ -254,18 +254,25 @@ def _viewer_sees_no_controls(browser: Any, base: str, first: int) -> None:
 
 
 def _admin_reviews_policy_and_audit(browser: Any, base: str, shots: Path) -> None:
-    """A new deny rule on team: the policy page names the environment it now breaks, and the
-    audit log shows the change with its old and new value."""
+    """The admin adds a deny rule to team on the policy page (a bad value first: the error is
+    on the page); the page names the environment it now breaks, and the audit log shows the
+    change with its old and new value."""
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     sign_in(page, base, "root")
-    rule = {"denied_packages": [{"name": "liba", "version": ">=2", "reason": "CVE-2026-0001"}]}
-    changed = page.request.put(f"{base}/api/v1/setting/team/", data=rule)
-    assert changed.status == 200, changed.text()
     page.get_by_role("link", name="Policy").click()
     page.get_by_label("Namespace").fill("team")
     page.get_by_role("button", name="Show").click()
     page.wait_for_url(re.compile(r".*/ui/policy/\?namespace=team.*"))
+    assert page.locator(".violations").count() == 0
+    rule = '[{"name": "liba", "version": ">=2", "reason": "CVE-2026-0001"}]'
+    page.get_by_label("Setting", exact=True).select_option("denied_packages")
+    page.get_by_label("Value").fill("not json and not a list")
+    page.get_by_role("button", name="Save").click()
+    assert "denied_packages" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Value").fill(rule)
+    page.get_by_role("button", name="Save").click()
+    assert "denied_packages set" in page.locator(".notice").inner_text()
     assert "team/demo" in page.locator(".violations").inner_text()
     assert "CVE-2026-0001" in page.locator(".violations").inner_text()
     check_page(page)
