@@ -5,6 +5,8 @@ UV := $(VENV)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 
+HUB_PROXY := tests/support/hub_proxy
+
 .PHONY: serve install dev test lint bench clean
 
 $(UV):
@@ -16,8 +18,13 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	@touch $@
 
 $(VENV)/.dev-installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra jupyter
 	@touch $@ $(VENV)/.installed
+
+# configurable-http-proxy from npm, for the JupyterHub integration tests only.
+$(HUB_PROXY)/node_modules/.installed: $(HUB_PROXY)/package.json $(HUB_PROXY)/package-lock.json
+	npm ci --prefix $(HUB_PROXY) --no-audit --no-fund --loglevel=error
+	@touch $@
 
 install: $(VENV)/.installed
 
@@ -32,7 +39,7 @@ lint: dev
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: lint $(HUB_PROXY)/node_modules/.installed
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: dev
@@ -43,6 +50,9 @@ bench: dev
 	$(VENV)/bin/python benchmarks/conda_solve.py
 	$(VENV)/bin/python benchmarks/api_reads.py
 	$(VENV)/bin/python benchmarks/login_flood.py
+	$(VENV)/bin/python benchmarks/ui_pages.py
+	$(VENV)/bin/python benchmarks/policy_check.py
+	$(VENV)/bin/python benchmarks/api_load.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(HUB_PROXY)/node_modules

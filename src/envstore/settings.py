@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = Field(default=2, ge=0, le=64, description="concurrent builds (0: no workers)")
+    api_processes: int = Field(
+        default=1, ge=1, le=64, description="API processes of envstore serve on one port"
+    )
     build_timeout: float = Field(default=3600.0, gt=0, description="seconds per build attempt")
     solve_timeout: float = Field(default=600.0, gt=0, description="seconds for the solve stage")
     max_build_attempts: int = Field(default=2, ge=1, le=10)
@@ -93,6 +96,31 @@ class Settings(BaseSettings):
         description="/readyz answers 503 when the store's disk has less free space than this",
     )
 
+    # Distributed mode (docs/deploy.md): API processes dispatch builds to Celery workers
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (redis://... or amqp://...); unset: embedded workers only",
+    )
+    queue_prefix: str = Field(
+        default="envstore",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="names the broker queues <prefix>.builds, .artifacts, .gc",
+    )
+    reap_interval: float = Field(
+        default=5.0, gt=0, description="seconds between two passes of the distributed reaper"
+    )
+    redispatch_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="a QUEUED build dispatched this long ago and still unclaimed is sent again",
+    )
+    retry_backoff: float = Field(
+        default=10.0, ge=0, description="first delay before a lost build runs again; doubles"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="envstore worker: serve /metrics on this port"
+    )
+
     # Input bounds (RELIABILITY.md I1-I4)
     max_spec_bytes: int = Field(default=256 * 1024, ge=1024)
     max_packages: int = Field(default=500, ge=1)
@@ -113,6 +141,18 @@ class Settings(BaseSettings):
     oci_prefix: str = Field(default="/opt/env", description="where the image holds the env")
     oci_base_layer: Path | None = Field(
         default=None, description="a .tar or .tar.gz root filesystem put under every image"
+    )
+    oci_layer_compression: Literal["zstd", "gzip"] = Field(
+        default="zstd",
+        description="image layers: zstd (Docker 23+, podman 4+), gzip for older clients",
+    )
+    # below the 30 s read timeout of envstore's CLI: a client gets the 404 naming the state
+    # rather than a timeout of its own
+    artifact_wait_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=300,
+        description="how long archive/ and docker/ wait for a build's pack job by default",
     )
     blob_store: str = Field(default="local", pattern="^(local|s3)$")
     s3_bucket: str | None = None
@@ -212,6 +252,16 @@ class Settings(BaseSettings):
         default="", description="public URL of {prefix}/oauth_callback/ when behind a proxy"
     )
     jupyterhub_url: str = Field(default="", description="e.g. https://hub.example.org")
+    jupyterhub_api_url: str = Field(
+        default="",
+        description="the hub API as envstore reaches it; default {jupyterhub_url}/hub/api",
+    )
+    jupyterhub_service_name: str = Field(
+        default="envstore", description="envstore's name in the hub's c.JupyterHub.services"
+    )
+    jupyterhub_token_lifetime: int = Field(
+        default=86400, ge=60, description="seconds an envstore token traded for a hub token lasts"
+    )
 
     @model_validator(mode="after")
     def _check_channel_allow(self) -> Settings:
@@ -236,6 +286,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.state_dir / 'envstore.db'}"
+
+    @property
+    def resolved_jupyterhub_api_url(self) -> str:
+        if self.jupyterhub_api_url:
+            return self.jupyterhub_api_url.rstrip("/")
+        return f"{self.jupyterhub_url.rstrip('/')}/hub/api"
 
     @property
     def is_embedded_sqlite(self) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import zstandard
 
 from envstore.testing import ChannelBuilder, demo_channel
 from tests.acceptance.conftest import Cli
@@ -66,6 +67,11 @@ def builds(server: ServerProcess, channel: ChannelBuilder) -> dict[str, int]:
     for build_id in ids.values():
         build = server.wait_for(build_id, {"COMPLETED", "FAILED"}, timeout=300)
         assert build["status"] == "COMPLETED", build["status_info"]
+    # Usable before packed: the archive and image come after COMPLETED (issue 11); the
+    # archive route waits for them, as the conda-store CLI's `run` relies on.
+    for build_id in ids.values():
+        assert _get(server, f"/api/v1/build/{build_id}/archive/?wait=120").content
+        assert server.build(build_id)["artifacts_status"] == "COMPLETED"
     return ids
 
 
@@ -186,8 +192,11 @@ def test_skopeo_inspects_and_copies_the_image(
     rootfs = tmp_path / "rootfs"
     rootfs.mkdir()
     for layer in copied_manifest["layers"]:
-        with tarfile.open(layout / "blobs/sha256" / layer["digest"][7:]) as tar:
-            tar.extractall(rootfs, filter="tar")
+        assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
+        with (layout / "blobs/sha256" / layer["digest"][7:]).open("rb") as compressed:
+            plain = zstandard.ZstdDecompressor().stream_reader(compressed)
+            with tarfile.open(fileobj=plain, mode="r|") as tar:
+                tar.extractall(rootfs, filter="tar")
     output = _relocate_and_probe(
         rootfs / "opt/env", 'python -c "import six, iniconfig; print(six.__version__)"'
     )

@@ -9,6 +9,7 @@ from envstore.api.app import create_app
 from envstore.artifacts.stage import produce_artifacts
 from envstore.core.builds import BuildStatus
 from envstore.db.engine import session_scope
+from envstore.db.models import BuildArtifact
 from envstore.pipeline.contract import BuildResult, PackageInfo
 from envstore.services import worker as svc
 from envstore.services.access import principal_for_user
@@ -91,10 +92,12 @@ def complete(
     extra: int = 0,
     *,
     image: bool = False,
+    artifacts: tuple[str, ...] = (),
 ) -> None:
     """Drive a QUEUED build to COMPLETED through the worker services (no real install), with
     ``six`` and ``extra`` more packages (``dep0``, ``dep1``...); with ``image``, the prefix
-    holds one file and the build gets a real OCI image of it, stored as the executor does."""
+    holds one file and the build gets a real OCI image of it at once; ``artifacts`` are its
+    effective ``build_artifacts`` (a pack job is queued for CONDA_PACK/DOCKER_MANIFEST)."""
     state = client.app.state.envstore  # type: ignore[attr-defined]
     with session_scope(state.factory) as db:
         claimed = svc.claim(db, build_id, "test:0:0")
@@ -130,15 +133,31 @@ def complete(
             size=1234,
             python_version="3.11.7",
         )
-        if image:
-            (prefix / "hello.txt").write_text(f"build {build_id}\n")
-            work = state.settings.work_dir / str(build_id)
-            result.artifact_files = produce_artifacts(
-                prefix, work, ["DOCKER_MANIFEST"], variables={}, log=lambda _line: None
-            )
-            store_artifact_files(state.blobs, result.artifact_files)
-        published, switched = svc.publish(db, state.blobs, claimed, result, str(prefix))
+        published, switched = svc.publish(db, state.blobs, claimed, result, str(prefix), artifacts)
         assert published
+    if image:  # packed at once and linked, as a pack job does after COMPLETED
+        (prefix / "hello.txt").write_text(f"build {build_id}\n")
+        files = produce_artifacts(
+            prefix,
+            state.settings.work_dir / str(build_id),
+            ["DOCKER_MANIFEST"],
+            variables={},
+            log=lambda _line: None,
+        )
+        store_artifact_files(state.blobs, files)
+        with session_scope(state.factory) as db:
+            for f in files:
+                if f.get("artifact_type"):
+                    digest = str(f["sha256"])
+                    db.add(
+                        BuildArtifact(
+                            build_id=build_id,
+                            artifact_type=f["artifact_type"],
+                            key=digest,
+                            size=int(f["size"]),
+                            sha256=digest,
+                        )
+                    )
     if switched:
         state.layout.publish(claimed.namespace, claimed.environment, claimed.build_key)
 

@@ -26,6 +26,7 @@ NOT_FOUND = [
     ("PUT", "/api/v1/build/999/"),
     ("DELETE", "/api/v1/build/999/"),
     ("PUT", "/api/v1/build/999/cancel/"),
+    ("PUT", "/api/v1/build/999/artifacts/"),
     ("GET", "/api/v1/build/999/packages/"),
     ("GET", "/api/v1/build/999/logs/"),
     ("GET", "/api/v1/build/999/lockfile/"),

@@ -263,3 +263,33 @@ def test_jupyterhub_provider_uses_the_hub_endpoints(settings: Settings) -> None:
     url = hub.authorize_url("st", "ch", "http://x/oauth_callback/")
     assert url.startswith("https://hub.example.org/hub/api/oauth2/authorize?")
     assert "code_challenge=ch" in url and "state=st" in url
+    # a real hub answers invalid_scope to an empty `scope=` (tests/acceptance/test_jupyterhub.py)
+    assert "scope=" not in url
+    settings.jupyterhub_api_url = "http://hub-internal:8081/hub/api/"
+    internal = provider_from_settings(settings)
+    assert internal is not None
+    assert internal.token_endpoint == "http://hub-internal:8081/hub/api/oauth2/token"
+    assert internal.authorize_endpoint.startswith("https://hub.example.org/hub/api/oauth2/")
+
+
+def test_provider_error_at_callback_is_a_clear_refusal(settings: Settings) -> None:
+    settings.oauth_provider = "jupyterhub"
+    settings.jupyterhub_url = "https://hub.example.org/"
+    client = client_for(settings, user=None)
+    answer = client.get("/oauth_callback/?error=access_denied&state=x", follow_redirects=False)
+    assert answer.status_code == 403
+    assert answer.json()["message"] == "the identity provider refused the login: access_denied"
+
+
+def test_hub_token_exchange_needs_the_jupyterhub_provider(settings: Settings) -> None:
+    client = client_for(settings, user=None)
+    answer = client.post("/api/v1/jupyterhub/token/", json={"hub_token": "abc"})
+    assert answer.status_code == 404
+    assert "does not use JupyterHub" in answer.json()["message"]
+    settings.oauth_provider = "jupyterhub"
+    settings.jupyterhub_url = "http://127.0.0.1:9"  # nothing listens: the hub is down
+    client = client_for(settings, user=None)
+    down = client.post("/api/v1/jupyterhub/token/", json={"hub_token": "abc"})
+    assert down.status_code == 503 and "JupyterHub unreachable" in down.json()["message"]
+    too_long = client.post("/api/v1/jupyterhub/token/", json={"hub_token": "x" * 5000})
+    assert too_long.status_code == 422

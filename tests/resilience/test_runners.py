@@ -117,8 +117,12 @@ def test_runner_idle_seconds_zero_runs_one_process_per_build(
     server = _server(tmp_path, index, ENVSTORE_RUNNER_IDLE_SECONDS="0").start()
     try:
         assert _runner_children(server) == []  # none is started ahead of a build
-        runs = [_runner_of(server, _build(server, f"rzpkg=={v}", "rz")) for v in ("1.0", "2.0")]
+        builds = [_build(server, f"rzpkg=={v}", "rz") for v in ("1.0", "2.0")]
+        runs = [_runner_of(server, build_id) for build_id in builds]
         assert runs[0][0] != runs[1][0] and runs[0][1] == runs[1][1] == 1
+        for build_id in builds:  # packing after COMPLETED runs in a runner of its own too
+            archive = server.api("GET", f"/build/{build_id}/archive/", params={"wait": 120})
+            assert archive.status_code == 200
         time.sleep(0.5)
         assert _runner_children(server) == []
     finally:

@@ -41,6 +41,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/build/{build_id}/"): "object",
     ("PUT", "/api/v1/build/{build_id}/"): "object",
     ("PUT", "/api/v1/build/{build_id}/cancel/"): "object",
+    ("PUT", "/api/v1/build/{build_id}/artifacts/"): "object",
     ("DELETE", "/api/v1/build/{build_id}/"): "object",
     ("GET", "/api/v1/build/{build_id}/packages/"): "object",
     ("GET", "/api/v1/build/{build_id}/logs/"): "object",
@@ -77,6 +78,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/token/"): "public",
     ("GET", "/api/v1/token/"): "public",
     ("DELETE", "/api/v1/token/{token_id}/"): "public",
+    ("POST", "/api/v1/jupyterhub/token/"): "public",
     ("GET", "/v2/"): "public",
     ("GET", "/v2/{namespace}/{name}/manifests/{reference}"): "object",
     ("GET", "/v2/{namespace}/{name}/blobs/{digest}"): "object",
@@ -108,6 +110,10 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/ui/policy/"): "gate",
     ("POST", "/ui/policy/"): "gate",
     ("GET", "/ui/audit/"): "gate",
+    (
+        "GET",
+        "/metrics",
+    ): "health",  # counts only; exposed to the monitoring network (docs/deploy.md)
 }
 KIND_OF = {On.PUBLIC: "public", On.LIST: "list", On.ANY: "gate", On.EVERYWHERE: "admin"}
 BODIES: dict[tuple[str, str], Any] = {
@@ -123,6 +129,7 @@ BODIES: dict[tuple[str, str], Any] = {
         "environment_name": "app",
     },
     ("POST", "/login/"): {"username": "nobody", "password": "wrong-password"},
+    ("POST", "/api/v1/jupyterhub/token/"): {"hub_token": "not-a-hub-token"},
     ("PUT", "/api/v1/setting/"): {"max_packages": 50},
     ("PUT", "/api/v1/setting/{namespace}/"): {"max_packages": 50},
     ("PUT", "/api/v1/setting/{namespace}/{name}/"): {"max_packages": 50},

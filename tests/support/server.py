@@ -28,7 +28,11 @@ class ServerProcess:
     """``envstore serve`` in its own session, so a test can kill its whole process tree."""
 
     def __init__(
-        self, store: Path, env: dict[str, str] | None = None, port: int | None = None
+        self,
+        store: Path,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.port = port or free_port()
@@ -38,13 +42,14 @@ class ServerProcess:
         open_access = {"ENVSTORE_ANONYMOUS_ROLE_BINDINGS": '{"*/*": ["admin"]}'}
         self.env = {**os.environ, "ENVSTORE_STORE_DIR": str(store), **open_access, **(env or {})}
         self.log = store.parent / f"server-{self.port}.log"
+        self.args = args  # e.g. ("--no-workers",)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         self.store.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as sink:
             self.process = subprocess.Popen(
-                [ENVSTORE, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                [ENVSTORE, "serve", "--host", "127.0.0.1", "--port", str(self.port), *self.args],
                 env=self.env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,

@@ -20,3 +20,18 @@ def test_ui_names() -> None:
     import envstore.ui
 
     assert sorted(envstore.ui.__all__) == ["error_page", "install_ui", "is_ui_path"]
+
+
+def test_jupyter_names() -> None:
+    import envstore.jupyter
+
+    assert sorted(envstore.jupyter.__all__) == [
+        "KERNEL_PREFIX",
+        "SyncReport",
+        "kernels_dir",
+        "launch_kernel",
+        "sync_kernelspecs",
+    ]
+    # what jupyter_server looks up when the config file enables "envstore.jupyter"
+    points = envstore.jupyter._jupyter_server_extension_points()
+    assert points == [{"module": "envstore.jupyter.extension"}]

@@ -16,10 +16,10 @@ def test_build_columns_follow_the_fields() -> None:
     summary = _keys(views._BUILD_SUMMARY_COLUMNS)
     assert summary == list(views.BuildSummary._fields)
     names = _keys(views._NAMES)
+    pack = _keys(views._PACK_COLUMNS)
     policy = _keys(views._POLICY_COLUMNS)
-    assert [*summary, *names, "specification", "artifacts", *policy] == list(
-        views.BuildView._fields
-    )
+    fields = [*summary, *names, "specification", "artifacts", *pack, *policy]
+    assert fields == list(views.BuildView._fields)
     spec = _keys(views._SPECIFICATION_COLUMNS, "specification_")
     assert spec == list(views.SpecificationView._fields)
 

@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,7 +25,9 @@ from envstore.api import registry
 from envstore.api.csrf import CsrfMiddleware
 from envstore.api.deps import AppState
 from envstore.api.docs import add_docs
+from envstore.api.health import unready_dependency
 from envstore.api.logins import LoginGuard
+from envstore.api.metrics import CONTENT_TYPE, ApiMetrics, MetricsMiddleware
 from envstore.api.middleware import BodyLimitMiddleware, QuerySlashMiddleware
 from envstore.api.routes import artifacts as artifact_routes
 from envstore.api.routes import (
@@ -44,6 +47,8 @@ from envstore.auth.cookies import CookieSigner
 from envstore.auth.oauth import provider_from_settings
 from envstore.auth.secret import resolve_secret
 from envstore.db.engine import make_engine
+from envstore.jobs.celery_app import Broker
+from envstore.jobs.distributed import Dispatcher
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.gc import PeriodicCollector
 from envstore.jobs.inprocess import InProcessQueue, clean_work_dir
@@ -82,11 +87,14 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     factory = sessionmaker(engine, expire_on_commit=False)
     blobs = make_blob_store(settings)
     events = BuildEvents()
-    queue = (
-        InProcessQueue(settings, factory, blobs, events)
-        if start_workers and settings.workers > 0
-        else None
-    )
+    # distributed mode (a broker): builds go to Celery workers; no embedded worker runs here
+    broker = Broker.connect(settings) if settings.broker_url else None
+    queue: InProcessQueue | Dispatcher | None = None
+    if broker is not None:
+        queue = Dispatcher(settings, engine, factory, broker)
+    elif start_workers and settings.workers > 0:
+        queue = InProcessQueue(settings, factory, blobs, events)
+    metrics = ApiMetrics(engine, factory, broker.depth if broker is not None else None)
     state = AppState(
         settings, engine, factory, blobs, StoreLayout(settings.envs_dir), queue, events=events
     )
@@ -96,15 +104,19 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        collector = PeriodicCollector(settings, factory, blobs) if queue is not None else None
-        if queue is not None:
+        embedded = isinstance(queue, InProcessQueue)
+        collector = PeriodicCollector(settings, factory, blobs) if embedded else None
+        if embedded:
             clean_work_dir(settings)
+        if queue is not None:
             queue.start()
+        metrics.start()
         if collector is not None:
             collector.start()
         yield
         if collector is not None:
             collector.stop()
+        metrics.stop()
         if queue is not None:
             queue.stop()
         state.logins.close()
@@ -121,6 +133,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     )
     add_docs(app, prefix, f"{prefix}/openapi.json")
     app.state.envstore = state
+    app.state.envstore_metrics = metrics
     for module in (misc, environments, builds, specifications, namespaces):
         app.include_router(module.router, prefix=f"{prefix}/api/v1")
     app.include_router(tokens.router, prefix=f"{prefix}/api/v1")
@@ -130,25 +143,28 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     app.include_router(registry.router)  # distribution clients always ask for /v2/ at the root
     app.include_router(auth.router, prefix=prefix)
     install_ui(app, prefix)
-    _health_routes(app, state, prefix)
+    _health_routes(app, state, prefix, broker)
+    _metrics_route(app, metrics, prefix)
     _error_handlers(app, prefix)
     app.add_middleware(
         CsrfMiddleware, prefix=prefix, allowed_origins=settings.cors_origins, signer=state.cookies
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=2 * settings.max_spec_bytes + 64 * 1024)
     app.add_middleware(QuerySlashMiddleware)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origins,
-        allow_credentials=True,
-        allow_methods=["*"],
-        allow_headers=["authorization", "content-type", "x-csrf-token"],
-        expose_headers=["X-Envstore-Log-Offset"],
-    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.cors_origins:  # without origins it only adds a layer to every request
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["authorization", "content-type", "x-csrf-token"],
+            expose_headers=["X-Envstore-Log-Offset"],
+        )
     return app
 
 
-def _health_routes(app: FastAPI, state: AppState, prefix: str) -> None:
+def _health_routes(app: FastAPI, state: AppState, prefix: str, broker: Broker | None) -> None:
     @app.get(f"{prefix}/livez", include_in_schema=False)
     def livez() -> dict[str, str]:
         return {"status": "ok"}
@@ -160,10 +176,20 @@ def _health_routes(app: FastAPI, state: AppState, prefix: str) -> None:
                 connection.execute(text("SELECT 1"))
         except OperationalError:
             return _error(503, "database unavailable", {"Retry-After": "5"})
+        problem = unready_dependency(broker, state.blobs)
+        if problem is not None:
+            return _error(503, problem, {"Retry-After": "5"})
         problem = store_problem(state.settings.store_dir, state.settings.ready_min_free_bytes)
         if problem is not None:
             return _error(503, problem, {"Retry-After": "30"})
         return JSONResponse({"status": "ok"})
+
+
+def _metrics_route(app: FastAPI, metrics: ApiMetrics, prefix: str) -> None:
+    @app.get(f"{prefix}/metrics", include_in_schema=False)
+    async def scrape() -> Response:
+        # async: formatting figures held in memory, no I/O (docs/deploy.md, metrics)
+        return Response(metrics.scrape(), media_type=CONTENT_TYPE)
 
 
 def _error_handlers(app: FastAPI, prefix: str) -> None:
@@ -186,6 +212,12 @@ def _error_handlers(app: FastAPI, prefix: str) -> None:
     async def database_down(request: Request, exc: OperationalError) -> Response:
         log.warning("database unavailable: %s", exc.orig)
         return answer(request, 503, "database unavailable, retry later", {"Retry-After": "5"})
+
+    @app.exception_handler(PoolTimeout)
+    async def database_busy(request: Request, exc: PoolTimeout) -> Response:
+        # every pooled connection stayed busy for pool_timeout: overloaded, not broken (L1)
+        log.warning("database connection pool exhausted: %s", exc)
+        return answer(request, 503, "server busy, retry later", {"Retry-After": "2"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

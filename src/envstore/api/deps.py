@@ -11,13 +11,13 @@ route that declares nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
@@ -125,10 +125,19 @@ async def get_db(state: State) -> AsyncIterator[Session]:
     try:
         yield session
     except OperationalError as exc:
-        await run_in_threadpool(session.rollback)
+        await _unqueued(session.rollback)
         raise Unavailable(f"database unavailable: {exc.orig}") from exc
     finally:
-        await run_in_threadpool(session.close)
+        await _unqueued(session.close)
+
+
+async def _unqueued(release: Callable[[], None]) -> None:
+    """Run ``release`` (which hands a connection back) in a thread without waiting for a token
+    of the shared thread pool. Queued behind new requests, which take tokens and then wait for
+    a connection, the sessions holding every connection could not close: under 200 clients
+    (api_load L1) requests convoyed on the pool timeout (8 reads/s, 503s). FastAPI runs its
+    own dependencies' exits the same way, for the same reason."""
+    await anyio.to_thread.run_sync(release, limiter=anyio.CapacityLimiter(1))
 
 
 DbSession = Annotated[Session, Depends(get_db)]
@@ -220,6 +229,9 @@ def Require(permission: Permission | None, on: On) -> Any:
         request.state.principal = who  # for answers that depend on who was refused (/v2/)
         if permission is not None:
             _check(request, db, who, permission, on)
+        # Hand the connection back before the route body waits for its own thread: a request
+        # holding one while queued for a thread starves those running (api_load, L1).
+        db.close()
         return who
 
     require.__envstore_permission__ = (permission, on)  # type: ignore[attr-defined]

@@ -147,6 +147,10 @@ def build_out(build: BuildView, layout: StoreLayout) -> dict[str, Any]:
         }
         for a in build.artifacts
     ]
+    # The archive and image are made after COMPLETED: QUEUED, PACKING, COMPLETED or FAILED
+    # (with the reason in artifacts_status_info); null when the build has no pack job.
+    data["artifacts_status"] = build.artifacts_status
+    data["artifacts_status_info"] = build.artifacts_info
     data["environment"] = {"namespace": build.namespace, "name": build.environment}
     data["prefix"] = None
     if build.status == "COMPLETED" and build.build_key:

@@ -22,13 +22,24 @@ from starlette.concurrency import run_in_threadpool
 
 from envstore.api.deps import AppState, DbSession, State
 from envstore.api.params import MAX_OFFSET, Id
-from envstore.core.builds import TERMINAL, BuildStatus
+from envstore.core.builds import TERMINAL, ArtifactStatus, BuildStatus
 from envstore.db.engine import session_scope
+from envstore.services.packing import artifact_state
 from envstore.services.progress import build_progress
 
-__all__ = ["MAX_WAIT_SECONDS", "LogWait", "StatusWait", "WaitQuery", "wait_for_build"]
+__all__ = [
+    "MAX_ARTIFACT_WAIT_SECONDS",
+    "MAX_WAIT_SECONDS",
+    "ArtifactWait",
+    "LogWait",
+    "StatusWait",
+    "WaitQuery",
+    "wait_for_artifacts",
+    "wait_for_build",
+]
 
 MAX_WAIT_SECONDS = 30.0
+MAX_ARTIFACT_WAIT_SECONDS = 300.0
 POLL_SECONDS = 1.0
 
 WaitQuery = Annotated[
@@ -106,5 +117,57 @@ async def until_log_grows(
         await wait_for_build(state, build_id, wait, log_offset=offset)
 
 
+def _artifacts_pending(state: AppState, build_id: int) -> bool:
+    with session_scope(state.factory) as db:
+        found = artifact_state(db, build_id)
+    return found is not None and found[0] in (ArtifactStatus.QUEUED, ArtifactStatus.PACKING)
+
+
+async def wait_for_artifacts(state: AppState, build_id: int, wait: float) -> None:
+    """Return once the build's pack job has ended (or it has none), or after ``wait`` s."""
+    if wait <= 0 or not state.take_long_poll():
+        return
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            woken = state.events.subscribe(build_id)
+            try:
+                pending = await run_in_threadpool(_artifacts_pending, state, build_id)
+                left = deadline - loop.time()
+                if not pending or left <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken, min(left, POLL_SECONDS))
+            finally:
+                state.events.unsubscribe(build_id, woken)
+    finally:
+        state.release_long_poll()
+
+
+async def until_artifacts_ready(
+    state: State,
+    db: DbSession,
+    build_id: int,
+    wait: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=MAX_ARTIFACT_WAIT_SECONDS,
+            description="seconds to wait for an archive or image still being made "
+            "(default artifact_wait_seconds)",
+        ),
+    ] = None,
+) -> None:
+    """Dependency of ``archive/`` and ``docker/``: a client that asks for them the moment the
+    build completes (the conda-store CLI's ``run`` does) gets them when they are made,
+    instead of a 404, for up to ``wait`` seconds."""
+    seconds = state.settings.artifact_wait_seconds if wait is None else wait
+    if seconds > 0 and await run_in_threadpool(_artifacts_pending, state, build_id):
+        await _end_transaction(db)
+        await wait_for_artifacts(state, build_id, seconds)
+
+
+ArtifactWait = Annotated[None, Depends(until_artifacts_ready)]
 StatusWait = Annotated[None, Depends(until_status_changes)]
 LogWait = Annotated[None, Depends(until_log_grows)]

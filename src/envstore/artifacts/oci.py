@@ -1,6 +1,7 @@
 """An OCI image of a built environment, written without a container engine.
 
-One layer holds the prefix at ``oci_prefix`` (``/opt/env``) with every embedded build prefix
+One layer (zstd, or gzip for older clients: ``oci_layer_compression``) holds the prefix at
+``oci_prefix`` (``/opt/env``) with every embedded build prefix
 rewritten to it, plus ``bin/conda-unpack`` to move it again; an optional base layer (a root
 filesystem tarball from the settings) goes under it. Layers are reproducible (see
 :mod:`.tarball`) and the config and manifest are canonical JSON with a fixed creation time, so
@@ -17,22 +18,37 @@ import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from envstore.artifacts.tarball import HashingWriter, TreeOptions, write_tree
+from envstore.artifacts.tarball import (
+    Compression,
+    HashingWriter,
+    TreeOptions,
+    TreeOutput,
+    write_trees,
+)
 
 __all__ = [
     "CONFIG_MEDIA_TYPE",
     "LAYER_MEDIA_TYPE",
+    "LAYER_MEDIA_TYPES",
     "MANIFEST_MEDIA_TYPE",
+    "ZSTD_LAYER_MEDIA_TYPE",
     "ImageBlob",
+    "assemble_image",
     "build_image",
     "canonical_json",
+    "layer_output",
 ]
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+ZSTD_LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+zstd"
+LAYER_MEDIA_TYPES: dict[Compression, str] = {
+    "gzip": LAYER_MEDIA_TYPE,
+    "zstd": ZSTD_LAYER_MEDIA_TYPE,
+}
 _EPOCH = "1970-01-01T00:00:00Z"
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le"}
@@ -58,11 +74,63 @@ def build_image(
     image_prefix: str,
     variables: dict[str, str],
     base_layer: Path | None = None,
+    compression: Compression = "zstd",
 ) -> list[ImageBlob]:
     """Write layer(s), config and manifest blobs; the manifest is the last element."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / ".layer.tmp"
+    with staging.open("wb") as out:
+        output = layer_output(out, prefix, image_prefix, variables, compression)
+        ((diff_id, digest),) = write_trees(prefix, [output])
+    layer = finish_layer(staging, diff_id, digest, compression)
+    return assemble_image(
+        prefix,
+        out_dir,
+        layer,
+        image_prefix=image_prefix,
+        variables=variables,
+        base_layer=base_layer,
+    )
+
+
+def layer_output(
+    out: BinaryIO,
+    prefix: Path,
+    image_prefix: str,
+    variables: dict[str, str],
+    compression: Compression,
+) -> TreeOutput:
+    """How the environment's layer is laid out: at ``image_prefix``, embedded prefixes
+    rewritten to it (to write with other outputs in one pass, :func:`write_trees`)."""
+    options = TreeOptions(
+        arcroot=image_prefix.strip("/"),
+        old_prefix=str(prefix),
+        new_prefix=image_prefix,
+        variables=variables,
+    )
+    return TreeOutput(out, options, compression)
+
+
+def finish_layer(staging: Path, diff_id: str, digest: str, compression: Compression) -> ImageBlob:
+    """Name a written layer by its digest."""
+    final = staging.parent / digest
+    staging.replace(final)
+    return ImageBlob(final, digest, final.stat().st_size, LAYER_MEDIA_TYPES[compression], diff_id)
+
+
+def assemble_image(
+    prefix: Path,
+    out_dir: Path,
+    layer: ImageBlob,
+    *,
+    image_prefix: str,
+    variables: dict[str, str],
+    base_layer: Path | None = None,
+) -> list[ImageBlob]:
+    """Config and manifest around the environment's ``layer`` (and the base layer under it);
+    returns every blob, the manifest last."""
     layers = [_base_layer(base_layer, out_dir)] if base_layer else []
-    layers.append(_env_layer(prefix, out_dir, image_prefix, variables))
+    layers.append(layer)
     config = _write(out_dir, canonical_json(_config(layers, image_prefix, prefix, variables)))
     config_blob = ImageBlob(config[0], config[1], config[2], CONFIG_MEDIA_TYPE)
     manifest = {
@@ -84,21 +152,6 @@ def _write(out_dir: Path, data: bytes) -> tuple[Path, str, int]:
     path = out_dir / digest
     path.write_bytes(data)
     return path, digest, len(data)
-
-
-def _env_layer(prefix: Path, out_dir: Path, image_prefix: str, vars_: dict[str, str]) -> ImageBlob:
-    staging = out_dir / ".layer.tmp"
-    options = TreeOptions(
-        arcroot=image_prefix.strip("/"),
-        old_prefix=str(prefix),
-        new_prefix=image_prefix,
-        variables=vars_,
-    )
-    with staging.open("wb") as out:
-        diff_id, digest = write_tree(prefix, out, options)
-    final = out_dir / digest
-    staging.replace(final)
-    return ImageBlob(final, digest, final.stat().st_size, LAYER_MEDIA_TYPE, diff_id)
 
 
 def _base_layer(source: Path, out_dir: Path) -> ImageBlob:

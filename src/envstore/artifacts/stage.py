@@ -1,25 +1,28 @@
-"""The artifacts stage of the build process (after lock): archive and OCI image files.
+"""Packing a built environment: the relocatable archive and the OCI image, in one pass.
 
-It runs in the child, next to the prefix it reads, so that cancel and the build timeout cover
-it and a crash leaves nothing half-stored; it only writes files under ``work_dir/artifacts``.
-The parent (``jobs.executor``) uploads them, verified by digest, and then links them to the
-build in the database. Each artifact's time is logged.
+It runs in a build process (``envstore.pipeline.runner``) as a *pack job*, after the build is
+COMPLETED (``envstore.jobs.packer``): the prefix is read once and each file goes to both
+outputs, the archive through a threaded igzip and the image layer through a threaded zstd, so
+packing costs about one read of the prefix plus the slower of the two compressors. It only
+writes files under ``work_dir/artifacts``; the parent uploads them, verified by digest, and
+links them to the build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from envstore.artifacts.oci import build_image
-from envstore.artifacts.tarball import TreeOptions, write_tree
+from envstore.artifacts.oci import assemble_image, finish_layer, layer_output
+from envstore.artifacts.tarball import Compression, TreeOptions, TreeOutput, write_trees
 
-__all__ = ["ARCHIVE_MEDIA_TYPE", "produce_artifacts"]
+__all__ = ["ARCHIVE_MEDIA_TYPE", "FILE_ARTIFACTS", "produce_artifacts"]
 
 ARCHIVE_MEDIA_TYPE = "application/gzip"
+FILE_ARTIFACTS = ("CONDA_PACK", "DOCKER_MANIFEST")  # the artifacts a pack job writes
 
 
 def produce_artifacts(
@@ -30,72 +33,69 @@ def produce_artifacts(
     variables: dict[str, str],
     image_prefix: str = "/opt/env",
     base_layer: str | None = None,
+    layer_compression: Compression = "zstd",
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Write the requested artifact files; describe each as a dict for ``BuildResult``.
-
-    The archive and the image are written at the same time: both spend most of their time in
-    zlib, which releases the GIL, so two cores finish them in about the time of one.
-    """
+    """Write the requested artifact files; describe each as a dict (``PackResult``)."""
+    if not prefix.is_dir():  # an empty archive would look like a good one
+        raise FileNotFoundError(f"the environment to pack is not at {prefix}")
     out = work_dir / "artifacts"
-    out.mkdir(parents=True, exist_ok=True)
-    jobs: list[Callable[[], list[dict[str, Any]]]] = []
+    (out / "oci").mkdir(parents=True, exist_ok=True)
+    archive_path, layer_path = out / "archive.tar.gz", out / "oci" / ".layer.tmp"
+    start = time.monotonic()
+    with contextlib.ExitStack() as files:
+        outputs: list[TreeOutput] = []
+        if "CONDA_PACK" in kinds:
+            options = TreeOptions(
+                old_prefix=str(prefix), new_prefix=str(prefix), variables=variables
+            )
+            handle = files.enter_context(archive_path.open("wb"))
+            outputs.append(TreeOutput(handle, options, tar_digest=False))
+        if "DOCKER_MANIFEST" in kinds:
+            handle = files.enter_context(layer_path.open("wb"))
+            outputs.append(layer_output(handle, prefix, image_prefix, variables, layer_compression))
+        digests = write_trees(prefix, outputs) if outputs else []
+    described: list[dict[str, Any]] = []
     if "CONDA_PACK" in kinds:
-        jobs.append(lambda: _archive(prefix, out, variables, log))
-    if "DOCKER_MANIFEST" in kinds:
-        jobs.append(lambda: _image(prefix, out, variables, image_prefix, base_layer, log))
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return [file for files in pool.map(lambda job: job(), jobs) for file in files]
-
-
-def _archive(
-    prefix: Path, out: Path, variables: dict[str, str], log: Callable[[str], None]
-) -> list[dict[str, Any]]:
-    start = time.monotonic()
-    staging = out / "archive.tar.gz"
-    options = TreeOptions(old_prefix=str(prefix), new_prefix=str(prefix), variables=variables)
-    with staging.open("wb") as handle:
-        _, digest = write_tree(prefix, handle, options)
-    size = staging.stat().st_size
-    log(f"CONDA_PACK: {size} bytes in {time.monotonic() - start:.2f}s")
-    return [_file("CONDA_PACK", "archive", staging, digest, size, ARCHIVE_MEDIA_TYPE)]
-
-
-def _image(
-    prefix: Path,
-    out: Path,
-    variables: dict[str, str],
-    image_prefix: str,
-    base_layer: str | None,
-    log: Callable[[str], None],
-) -> list[dict[str, Any]]:
-    start = time.monotonic()
-    blobs = build_image(
-        prefix,
-        out / "oci",
-        image_prefix=image_prefix,
-        variables=variables,
-        base_layer=Path(base_layer) if base_layer else None,
-    )
-    files = [
-        _file(None, "oci-blob", blob.path, blob.digest, blob.size, blob.media_type)
-        for blob in blobs[:-1]
-    ]
-    manifest = blobs[-1]
-    files.append(
-        _file(
-            "DOCKER_MANIFEST",
-            "oci-manifest",
-            manifest.path,
-            manifest.digest,
-            manifest.size,
-            manifest.media_type,
+        _, digest = digests.pop(0)
+        size = archive_path.stat().st_size
+        described.append(
+            _file("CONDA_PACK", "archive", archive_path, digest, size, ARCHIVE_MEDIA_TYPE)
         )
-    )
+        log(f"CONDA_PACK: {size} bytes (gzip)")
+    if "DOCKER_MANIFEST" in kinds:
+        diff_id, digest = digests.pop(0)
+        layer = finish_layer(layer_path, diff_id, digest, layer_compression)
+        blobs = assemble_image(
+            prefix,
+            out / "oci",
+            layer,
+            image_prefix=image_prefix,
+            variables=variables,
+            base_layer=Path(base_layer) if base_layer else None,
+        )
+        described += [
+            _file(None, "oci-blob", blob.path, blob.digest, blob.size, blob.media_type)
+            for blob in blobs[:-1]
+        ]
+        manifest = blobs[-1]
+        described.append(
+            _file(
+                "DOCKER_MANIFEST",
+                "oci-manifest",
+                manifest.path,
+                manifest.digest,
+                manifest.size,
+                manifest.media_type,
+            )
+        )
+        log(
+            f"DOCKER_MANIFEST: {sum(blob.size for blob in blobs)} bytes ({layer_compression} layer)"
+        )
     log(
-        f"DOCKER_MANIFEST: {sum(blob.size for blob in blobs)} bytes in {time.monotonic() - start:.2f}s"
+        f"packed {', '.join(k for k in FILE_ARTIFACTS if k in kinds)} in {time.monotonic() - start:.2f}s"
     )
-    return files
+    return described
 
 
 def _file(

@@ -27,6 +27,7 @@ __all__ = [
     "ExternalIdentity",
     "IdentityProvider",
     "OAuthProvider",
+    "hub_token_identity",
     "new_pkce_pair",
     "provider_from_settings",
 ]
@@ -79,6 +80,9 @@ class OAuthProvider:
             "code_challenge": challenge,
             "code_challenge_method": "S256",
         }
+        if not self.scopes:
+            # JupyterHub refuses an empty scope (invalid_scope); none asked = its default.
+            del query["scope"]
         separator = "&" if "?" in self.authorize_endpoint else "?"
         return f"{self.authorize_endpoint}{separator}{urlencode(query)}"
 
@@ -112,6 +116,40 @@ class OAuthProvider:
         return _identity(claims, self.username_claim, self.groups_claim)
 
 
+def hub_token_identity(
+    api_url: str, hub_token: str, service_name: str, *, timeout: float = 10.0
+) -> ExternalIdentity:
+    """The hub user a JupyterHub API token belongs to, if the token may use envstore.
+
+    The hub itself says who owns the token (``GET {api}/user``). Only a user's token is
+    accepted, and only with ``access:services`` to this service among its scopes: the hub gives
+    that scope to the tokens the administrator chose (docs/jupyter.md: the single-user servers'
+    role), so a token the user handed to another hub service cannot be traded for theirs.
+    """
+    try:
+        with httpx.Client(timeout=timeout) as http:
+            answer = http.get(
+                f"{api_url.rstrip('/')}/user", headers={"Authorization": f"token {hub_token}"}
+            )
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"JupyterHub unreachable: {exc}") from None
+    if answer.status_code in (401, 403, 404):
+        raise Forbidden("JupyterHub does not accept this token")
+    if answer.status_code != 200:
+        raise Unavailable(f"JupyterHub answered {answer.status_code} when asked about a token")
+    model = answer.json()
+    if not isinstance(model, dict) or model.get("kind", "user") != "user":
+        raise Forbidden("only a hub user's token can be traded for an envstore token")
+    scopes = model.get("scopes") or []
+    wanted = {"access:services", f"access:services!service={service_name}"}
+    if not wanted.intersection(s for s in scopes if isinstance(s, str)):
+        raise Forbidden(
+            f"this hub token lacks access:services!service={service_name}; "
+            "grant it to the single-user servers' role (docs/jupyter.md)"
+        )
+    return _identity(model, "name", "groups")
+
+
 def _identity(claims: Any, username_claim: str, groups_claim: str) -> ExternalIdentity:
     if not isinstance(claims, dict):
         raise Forbidden("the identity provider answered an unexpected body")
@@ -136,14 +174,16 @@ def provider_from_settings(settings: Settings) -> OAuthProvider | None:
         return None
     secret = settings.oauth_client_secret.get_secret_value()
     if kind == "jupyterhub":
+        # The browser goes to the hub's public URL; envstore itself calls the hub's API URL.
         hub = settings.jupyterhub_url.rstrip("/")
+        api = settings.resolved_jupyterhub_api_url
         return OAuthProvider(
             name="jupyterhub",
             client_id=settings.oauth_client_id,
             client_secret=secret,
             authorize_endpoint=f"{hub}/hub/api/oauth2/authorize",
-            token_endpoint=f"{hub}/hub/api/oauth2/token",
-            userinfo_endpoint=f"{hub}/hub/api/user",
+            token_endpoint=f"{api}/oauth2/token",
+            userinfo_endpoint=f"{api}/user",
             scopes="",
             username_claim="name",
             groups_claim="groups",

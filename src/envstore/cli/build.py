@@ -136,3 +136,11 @@ def rebuild(
         out_console().print(f"build {new_id} queued (rebuild of build {build_id})")
         if wait:
             raise typer.Exit(follow_build(client, new_id))
+
+
+@build_app.command("rebuild-artifacts")
+def rebuild_artifacts(ctx: typer.Context, build_id: BuildId) -> None:
+    """Make the archive and image of a COMPLETED build again (after they failed)."""
+    with open_client(ctx) as client:
+        status = client.rebuild_artifacts(build_id)
+    out_console().print(f"artifacts of build {build_id}: {status or 'queued'}")

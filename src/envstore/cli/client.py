@@ -11,7 +11,7 @@ exit codes. Only :class:`ServerError` is added here, because the domain tree has
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -283,10 +283,19 @@ class EnvstoreClient:
         return _build_id(data), bool(isinstance(data, dict) and data.get("unchanged"))
 
     def list_environments(
-        self, *, namespace: str | None = None, search: str | None = None, limit: int = 0
+        self,
+        *,
+        namespace: str | None = None,
+        search: str | None = None,
+        packages: tuple[str, ...] = (),
+        limit: int = 0,
     ) -> list[JSONDict]:
-        """Environments visible to the caller, optionally filtered."""
-        return self._paged("environment/", {"namespace": namespace, "search": search}, limit)
+        """Environments visible to the caller, optionally filtered (``packages``: whose
+        current build contains every one of these, conda or PyPI)."""
+        params: dict[str, Any] = {"namespace": namespace, "search": search}
+        if packages:
+            params["packages"] = list(packages)
+        return self._paged("environment/", params, limit)
 
     def get_environment(self, namespace: str, name: str) -> JSONDict:
         """One environment with its current build."""
@@ -354,6 +363,11 @@ class EnvstoreClient:
         """Queue a new build of the same specification; return its id."""
         return _build_id(self._data("PUT", f"build/{build_id}/"))
 
+    def rebuild_artifacts(self, build_id: int) -> str:
+        """Queue the archive and image of a COMPLETED build again; return the pack state."""
+        data = self._data("PUT", f"build/{build_id}/artifacts/")
+        return str(data.get("artifacts_status") or "") if isinstance(data, dict) else ""
+
     def cancel_build(self, build_id: int) -> str:
         """Ask the server to cancel; return its message."""
         return str(self._json("PUT", f"build/{build_id}/cancel/").get("message") or "")
@@ -372,6 +386,23 @@ class EnvstoreClient:
         header = response.headers.get(LOG_OFFSET_HEADER, "")
         next_offset = int(header) if header.isdigit() else offset + len(data)
         return LogChunk(data=data, next_offset=next_offset)
+
+    def build_has_package(self, build_id: int, name: str) -> bool:
+        """Whether the build's recorded packages (conda or PyPI) include ``name``."""
+        params = {"search": name, "exact": "true", "size": 1}
+        return int(self._json("GET", f"build/{build_id}/packages/", params=params)["count"]) > 0
+
+    def download_archive(self, build_id: int, write: Callable[[bytes], object]) -> int:
+        """Stream the build's relocatable archive to ``write``; return the bytes written."""
+        written = 0
+        with self._translate(), self._http.stream("GET", f"build/{build_id}/archive/") as answer:
+            if not answer.is_success:
+                answer.read()
+                raise error_from_response(answer)
+            for chunk in answer.iter_bytes(1 << 20):
+                write(chunk)
+                written += len(chunk)
+        return written
 
     def build_lockfile(self, build_id: int) -> str:
         """The conda-lock YAML of one build."""

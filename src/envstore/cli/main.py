@@ -29,6 +29,7 @@ from envstore.cli.common import Connection
 from envstore.cli.diff import artifact_command, diff_command
 from envstore.cli.env import env_app, lockfile_command
 from envstore.cli.governance import audit_command, policy_app, settings_app
+from envstore.cli.kernels import kernel_command, kernels_app
 from envstore.cli.output import print_error
 from envstore.cli.run import run_command
 from envstore.cli.server import register_server_commands
@@ -53,6 +54,8 @@ app.add_typer(token_app, name="token", no_args_is_help=True)
 app.add_typer(settings_app, name="settings", no_args_is_help=True)
 app.add_typer(policy_app, name="policy", no_args_is_help=True)
 app.command("audit")(audit_command)
+app.add_typer(kernels_app, name="kernels", no_args_is_help=True)
+app.command("kernel")(kernel_command)
 app.command("login")(login_command)
 app.command("logout")(logout_command)
 app.command("lockfile")(lockfile_command)

@@ -191,7 +191,16 @@ def build_summary(
         ("packages", _text(packages)),
         ("prefix", _text(build.get("prefix"))),
         ("artifacts", ", ".join(kinds) or _NONE),
+        ("archive and image", _artifacts_state(build)),
     ]
+
+
+def _artifacts_state(build: Mapping[str, Any]) -> str:
+    status = build.get("artifacts_status")
+    if not status:
+        return _NONE
+    info = build.get("artifacts_status_info")
+    return f"{status} ({info})" if info else str(status)
 
 
 def environment_summary(env: Mapping[str, Any]) -> list[tuple[str, str]]:

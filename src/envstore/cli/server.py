@@ -7,8 +7,10 @@ imported lazily so that client commands stay light.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +24,10 @@ def register_server_commands(app: typer.Typer) -> None:
     app.command(
         "serve", help="Run the API and the build workers (embedded default: SQLite + local store)."
     )(serve)
+    app.command(
+        "worker", help="Run a Celery worker for builds and GC (distributed mode, docs/deploy.md)."
+    )(worker)
+    app.command("serve-api", hidden=True)(serve_api)
     db = typer.Typer(help="Database schema management.", no_args_is_help=True)
     db.command("upgrade", help="Bring the database schema to this version of envstore.")(db_upgrade)
     app.add_typer(db, name="db")
@@ -44,10 +50,20 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on (default 8080)")] = None,
     workers: Annotated[int | None, typer.Option(help="concurrent builds (default 2)")] = None,
+    no_workers: Annotated[
+        bool, typer.Option("--no-workers", help="API only: builds run in `envstore worker`")
+    ] = False,
+    api_processes: Annotated[
+        int | None,
+        typer.Option(
+            "--api-processes",
+            min=1,
+            max=64,
+            help="processes answering the API on the one port (default 1); the build "
+            "workers run in the first one only",
+        ),
+    ] = None,
 ) -> None:
-    import uvicorn
-
-    from envstore.api.app import create_app
     from envstore.auth.secret import resolve_secret
     from envstore.db.engine import make_engine
     from envstore.db.schema import ensure_schema
@@ -58,7 +74,12 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        settings = load_settings(host=host, port=port, workers=workers)
+        settings = load_settings(
+            host=host,
+            port=port,
+            workers=0 if no_workers else workers,
+            api_processes=api_processes,
+        )
         settings.store_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url)
         ensure_schema(engine, auto_upgrade=settings.is_embedded_sqlite)
@@ -72,20 +93,100 @@ def serve(
         typer.echo(f"envstore: cannot start: {exc}", err=True)
         raise typer.Exit(2) from None
     url = f"http://{settings.host}:{settings.port}{settings.url_prefix}/"
-    typer.echo(f"envstore {settings.store_dir} serving at {url} ({settings.workers} build workers)")
+    builders = (
+        "builds go to the Celery workers"
+        if settings.broker_url
+        else f"{settings.workers} build workers"
+    )
+    typer.echo(
+        f"envstore {settings.store_dir} serving at {url} ({builders}, "
+        f"{settings.api_processes} API process(es))"
+    )
     if first_admin_needed:
         typer.echo(
             "no administrator exists yet: create one on this host with\n"
             "  envstore user add NAME --admin --password-stdin\n"
             f"then sign in with: {login_hint(settings.host, settings.port, settings.url_prefix)}"
         )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
+    _run_api(settings)
+
+
+def _run_api(settings: Settings) -> None:
+    """Serve the API (and the build workers) in this process, and ``api_processes - 1`` more
+    API-only processes on the same listening socket: the kernel hands each connection to one
+    of them. Builds, pack jobs and the garbage collector stay in this process alone."""
+    import socket
+    import subprocess
+
+    from envstore.api.app import create_app
+
+    listener = socket.create_server(
+        (settings.host, settings.port),
+        family=socket.AF_INET6 if ":" in settings.host else socket.AF_INET,
+        backlog=2048,
     )
+    listener.set_inheritable(True)
+    env = {**os.environ, "ENVSTORE_WORKERS": "0", "ENVSTORE_API_PROCESSES": "1"}
+    helpers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "envstore", "serve-api", "--fd", str(listener.fileno())],
+            pass_fds=(listener.fileno(),),
+            env=env,
+        )
+        for _ in range(settings.api_processes - 1)
+    ]
+
+    def stop_helpers() -> None:
+        for helper in helpers:
+            helper.terminate()
+        for helper in helpers:
+            try:
+                helper.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+
+    try:
+        _serve_socket(create_app(settings), listener, on_shutdown=stop_helpers)
+    finally:
+        stop_helpers()  # when the server could not start
+
+
+def _serve_socket(app: Any, listener: Any, on_shutdown: Callable[[], None] | None = None) -> None:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            # uvicorn raises the stopping signal again after this, which ends the process
+            # before any ``finally`` of ours: the helpers are stopped here
+            if on_shutdown is not None:
+                on_shutdown()
+
+    # uvloop and httptools: a cheaper event loop and HTTP parser than asyncio's and h11
+    config = uvicorn.Config(
+        app, loop="uvloop", http="httptools", log_level="info", access_log=False
+    )
+    Server(config).run(sockets=[listener])
+
+
+def serve_api(
+    fd: Annotated[int, typer.Option("--fd", help="the listening socket, inherited")],
+) -> None:
+    """One more API process of ``envstore serve --api-processes N`` (no build workers)."""
+    import ctypes
+    import signal
+    import socket
+
+    from envstore.api.app import create_app
+    from envstore.settings import load_settings
+
+    # Linux: SIGTERM this process when the serving parent dies, even by kill -9, so that no
+    # API process outlives the one that holds the workers (PR_SET_PDEATHSIG is option 1).
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before the line above
+        return
+    settings = load_settings()
+    _serve_socket(create_app(settings, start_workers=False), socket.socket(fileno=fd))
 
 
 def login_hint(host: str, port: int, url_prefix: str) -> str:
@@ -103,6 +204,48 @@ def login_hint(host: str, port: int, url_prefix: str) -> str:
     url = f"http://{host}:{port}{url_prefix.rstrip('/')}"
     option = "" if url == DEFAULT_URL else f" --url {url}"
     return f"envstore{option} login --username NAME --password-stdin"
+
+
+_JOB_KINDS = ("builds", "artifacts", "gc")
+
+
+def worker(
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="builds this worker runs at once")
+    ] = 2,
+    queues: Annotated[
+        str, typer.Option(help="job kinds to serve, comma-separated: builds,artifacts,gc")
+    ] = "builds,artifacts,gc",
+) -> None:
+    from envstore.db.engine import make_engine
+    from envstore.db.schema import ensure_schema
+    from envstore.errors import EnvstoreError
+    from envstore.jobs.celery_worker import run_worker
+    from envstore.settings import load_settings
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    kinds = [k.strip() for k in queues.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(_JOB_KINDS))
+    if not kinds or unknown:
+        typer.echo(f"envstore: unknown job kinds {unknown or queues!r}; use {_JOB_KINDS}", err=True)
+        raise typer.Exit(2)
+    try:
+        settings = load_settings()
+        if not settings.broker_url:
+            raise ValueError("envstore worker needs ENVSTORE_BROKER_URL (redis:// or amqp://)")
+        settings.store_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        ensure_schema(engine, auto_upgrade=False)
+        engine.dispose()
+    except EnvstoreError as exc:
+        typer.echo(f"envstore: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        typer.echo(f"envstore: cannot start the worker: {exc}", err=True)
+        raise typer.Exit(2) from None
+    run_worker(settings, concurrency, kinds)
 
 
 def db_upgrade() -> None:

@@ -11,11 +11,20 @@ The database is the source of truth for a build's state::
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import datetime
 
 from envstore.errors import Conflict
 
-__all__ = ["TERMINAL", "BuildStatus", "build_key", "check_transition"]
+__all__ = [
+    "FILE_ARTIFACTS",
+    "TERMINAL",
+    "ArtifactStatus",
+    "BuildStatus",
+    "build_key",
+    "check_transition",
+    "packed_artifacts",
+]
 
 
 class BuildStatus(enum.StrEnum):
@@ -37,6 +46,30 @@ _ALLOWED: dict[BuildStatus, frozenset[BuildStatus]] = {
     BuildStatus.FAILED: frozenset(),
     BuildStatus.CANCELED: frozenset(),
 }
+
+
+# Made after the build is COMPLETED, by a pack job (issue 11); the rest with the build.
+FILE_ARTIFACTS = ("CONDA_PACK", "DOCKER_MANIFEST")
+
+
+class ArtifactStatus(enum.StrEnum):
+    """Where a COMPLETED build's packed artifacts are: QUEUED → PACKING → COMPLETED | FAILED
+    (a lost worker puts PACKING back to QUEUED; ``rebuild-artifacts`` queues a FAILED one)."""
+
+    QUEUED = "QUEUED"
+    PACKING = "PACKING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+def packed_artifacts(effective: Iterable[str]) -> list[str]:
+    """Which of a build's effective ``build_artifacts`` a pack job makes, in a fixed order.
+
+    ``effective`` is the build's list after every setting that applies (server-wide today;
+    per namespace and environment once policies exist): this is the one place that turns it
+    into the pack job's work."""
+    chosen = set(effective)
+    return [kind for kind in FILE_ARTIFACTS if kind in chosen]
 
 
 def check_transition(current: BuildStatus, new: BuildStatus) -> None:

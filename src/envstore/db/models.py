@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "ApiToken",
+    "ArtifactJob",
     "AuditEvent",
     "Base",
     "BlobHold",
@@ -125,6 +126,9 @@ class Build(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(128))
     heartbeat_on: Mapped[datetime | None] = mapped_column(DateTime)
+    # when the build was last handed to the broker (distributed mode); NULL: not yet, or
+    # queued again since, so the reaper dispatches it on its next pass
+    dispatched_on: Mapped[datetime | None] = mapped_column(DateTime)
     log_size: Mapped[int] = mapped_column(BigInteger, default=0)
     scheduled_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_on: Mapped[datetime | None] = mapped_column(DateTime)
@@ -158,6 +162,31 @@ class BlobHold(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     held_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ArtifactJob(Base):
+    """Packing a COMPLETED build's archive and image, after the build (issue 11): a queue of
+    its own, claimed by the same workers when no build waits. ``pack_key`` names what the
+    files depend on (lockfile and packing settings): builds with the same key share blobs."""
+
+    __tablename__ = "artifact_job"
+    __table_args__ = (
+        Index("ix_artifact_job_status", "status"),
+        Index("ix_artifact_job_pack_key", "pack_key"),
+    )
+
+    build_id: Mapped[int] = mapped_column(
+        ForeignKey("build.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="QUEUED")
+    kinds: Mapped[list[str]] = mapped_column(JSON)
+    pack_key: Mapped[str | None] = mapped_column(String(64))
+    info: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_on: Mapped[datetime | None] = mapped_column(DateTime)
+    created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    ended_on: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class BuildLogChunk(Base):

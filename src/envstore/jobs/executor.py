@@ -20,9 +20,8 @@ from typing import TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from envstore.core.builds import BuildStatus
-from envstore.core.policy_settings import EffectivePolicy
 from envstore.db.engine import session_scope
-from envstore.errors import Conflict, NotFound, Unavailable
+from envstore.errors import Conflict, Unavailable
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.runners import BuildSession, RunnerPool
 from envstore.pipeline.contract import (
@@ -34,9 +33,8 @@ from envstore.pipeline.contract import (
     BuildResult,
 )
 from envstore.services import worker as svc
-from envstore.services.artifacts import store_artifact_files
 from envstore.services.diff import diff_builds, format_diff, previous_build_id
-from envstore.services.settings import build_artifacts
+from envstore.services.packing import effective_build_artifacts
 from envstore.settings import Settings
 from envstore.storage.blobstore import BlobStore
 from envstore.storage.layout import StoreLayout
@@ -46,7 +44,6 @@ __all__ = ["BuildExecutor"]
 T = TypeVar("T")
 
 _FLUSH_SECONDS = 0.25
-FILE_ARTIFACTS = ("CONDA_PACK", "DOCKER_MANIFEST")  # written by the build process
 
 
 @dataclass
@@ -76,6 +73,9 @@ class BuildExecutor:
         # worker id -> the build it is running: the reaper's check that a BUILDING build of a
         # live worker is really being run (if not, it is as lost as one of a dead worker)
         self.running: dict[str, int] = {}
+        # Called after a build is published with a pack job queued (a distributed queue
+        # dispatches the job here; the embedded workers find it on their next claim).
+        self.on_artifacts_queued: Callable[[int], None] | None = None
 
     def run(self, claimed: svc.ClaimedBuild, worker_id: str) -> None:
         """Build ``claimed`` to a terminal state (or back to QUEUED for a retry)."""
@@ -94,13 +94,6 @@ class BuildExecutor:
         prefix.parent.mkdir(parents=True, exist_ok=True)
         try:
             request = self._request(claimed, prefix, work)
-            chosen = build_artifacts(
-                EffectivePolicy.from_json(claimed.policy), self.settings.build_artifacts
-            )
-            request.artifacts = [k for k in chosen if k in FILE_ARTIFACTS]
-            request.oci_prefix = self.settings.oci_prefix
-            base_layer = self.settings.oci_base_layer
-            request.oci_base_layer = str(base_layer) if base_layer else None
             request.write(work / REQUEST_FILE)
             outcome = self._supervise(claimed, work, worker_id)
             self._conclude(claimed, outcome, prefix, work)
@@ -280,23 +273,16 @@ class BuildExecutor:
 
     def _publish(self, claimed: svc.ClaimedBuild, result: BuildResult, prefix: Path) -> None:
         key = str(prefix.relative_to(self.settings.store_dir))
-        start = time.monotonic()
-        try:  # upload and verify before the database links anything (D4, no half-written blob)
-            store_artifact_files(self.blobs, result.artifact_files)
-        except (Unavailable, NotFound) as exc:
-            shutil.rmtree(prefix, ignore_errors=True)
-            self._finish(claimed, BuildStatus.FAILED, f"artifact_upload_failed: {exc}")
-            return
-        if result.artifact_files:
-            self._log(
-                claimed.id,
-                f"[envstore] stored {len(result.artifact_files)} artifact file(s) "
-                f"in {time.monotonic() - start:.2f}s\n",
+
+        def record(db: Session) -> tuple[bool, bool]:
+            # The archive and image are made after COMPLETED, by a pack job queued here.
+            kinds = effective_build_artifacts(
+                db, self.settings, claimed.namespace, claimed.environment
             )
-        published, switched = self._durably(
-            claimed.id, lambda db: svc.publish(db, self.blobs, claimed, result, key)
-        )
-        if not published:  # canceled meanwhile (now CANCELED) or no longer this worker's
+            return svc.publish(db, self.blobs, claimed, result, key, kinds)
+
+        published, switched = self._durably(claimed.id, record)
+        if not published:
             shutil.rmtree(prefix, ignore_errors=True)
             self._log(claimed.id, "[envstore] not published: the build was canceled meanwhile\n")
             return
@@ -311,6 +297,8 @@ class BuildExecutor:
             f"[envstore] build {claimed.id} COMPLETED: {len(result.packages)} packages, "
             f"{result.size} bytes at {prefix}\n",
         )
+        if self.on_artifacts_queued is not None:
+            self.on_artifacts_queued(claimed.id)
 
     def _log_diff(self, build_id: int) -> None:
         """Write the package diff against the environment's previous build into the log."""

@@ -4,6 +4,8 @@ The database is the queue: workers claim QUEUED builds with a conditional update
 submitted while every worker is busy, or left QUEUED by a previous server, is picked up when a
 worker frees up. Each worker thread supervises one child process at a time, so at most
 ``workers`` builds run at once (W9). A reaper requeues or fails builds whose worker died (W1).
+When no build is queued, workers pack the archives and images of COMPLETED builds (pack jobs,
+:mod:`envstore.jobs.packer`), never on the last free worker.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from envstore.db.models import utcnow
 from envstore.errors import Unavailable
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.executor import BuildExecutor
+from envstore.jobs.packer import PackExecutor
+from envstore.services import packing
 from envstore.services import worker as svc
 from envstore.settings import Settings
 from envstore.storage.blobstore import BlobStore
@@ -37,6 +41,10 @@ log = logging.getLogger("envstore.jobs")
 class Queue(Protocol):
     def notify(self, build_id: int) -> None:
         """A build was queued (or canceled): wake a worker."""
+        ...
+
+    def notify_artifacts(self, build_id: int) -> None:
+        """A pack job was queued for ``build_id`` (``rebuild-artifacts``): wake a worker."""
         ...
 
     def start(self) -> None: ...
@@ -56,6 +64,9 @@ class InProcessQueue:
         self.factory = factory
         self.events = events or BuildEvents()
         self.executor = BuildExecutor(settings, factory, blobs, self.events)
+        self.packer = PackExecutor(settings, factory, blobs, self.executor.runners, self.events)
+        # Packing never takes the last free worker: a build submitted meanwhile starts at once.
+        self._pack_slots = threading.BoundedSemaphore(max(1, settings.workers - 1))
         self.layout = StoreLayout(settings.envs_dir)
         self._wake = threading.Condition()
         self._stopping = threading.Event()
@@ -66,6 +77,9 @@ class InProcessQueue:
     def notify(self, build_id: int) -> None:
         with self._wake:
             self._wake.notify_all()
+
+    def notify_artifacts(self, build_id: int) -> None:
+        self.notify(build_id)
 
     def start(self) -> None:
         self.reap()
@@ -85,6 +99,7 @@ class InProcessQueue:
         grace = self.settings.shutdown_grace if timeout is None else timeout
         self._stopping.set()
         self.executor.stop(grace)
+        self.packer.stop()
         with self._wake:
             self._wake.notify_all()
         for thread in self._threads:
@@ -99,15 +114,45 @@ class InProcessQueue:
                 claimed = self._claim(worker_id)
             except Unavailable:
                 claimed = None
-            if claimed is None:
-                self.executor.runners.retire_idle()
-                with self._wake:
-                    self._wake.wait(timeout=2.0)
+            if claimed is not None:
+                try:
+                    self.executor.run(claimed, worker_id)
+                except Exception:
+                    log.exception("build %s: worker error", claimed.id)
                 continue
+            if self._pack_one(worker_id):
+                continue
+            self.executor.runners.retire_idle()
+            with self._wake:
+                self._wake.wait(timeout=2.0)
+
+    def _pack_one(self, worker_id: str) -> bool:
+        """Claim and run one pack job, the lower priority: only when no build is queued, and
+        on at most ``workers - 1`` workers at once. False when there was none to run."""
+        if not self._pack_slots.acquire(blocking=False):
+            return False
+        try:
             try:
-                self.executor.run(claimed, worker_id)
+                with session_scope(self.factory) as db:
+                    claimed = next(
+                        (
+                            job
+                            for build_id in packing.next_packs(db)
+                            if (job := packing.claim_pack(db, self.settings, build_id, worker_id))
+                        ),
+                        None,
+                    )
+            except Unavailable:
+                return False
+            if claimed is None:
+                return False
+            try:
+                self.packer.run(claimed, worker_id)
             except Exception:
-                log.exception("build %s: worker error", claimed.id)
+                log.exception("build %s: pack error", claimed.build_id)
+            return True
+        finally:
+            self._pack_slots.release()
 
     def _claim(self, worker_id: str) -> svc.ClaimedBuild | None:
         with session_scope(self.factory) as db:
@@ -147,6 +192,18 @@ class InProcessQueue:
                     worker_id,
                 )
                 log.warning("build %s: worker %s lost; now %s", build_id, worker_id, status.value)
+            for build_id, worker_id, beat in packing.packing_jobs(db):
+                if worker_id in live:
+                    continue
+                if not (_worker_dead(worker_id) or beat is None or beat < cutoff):
+                    continue
+                pack_status = packing.requeue_pack_or_fail(
+                    db,
+                    build_id,
+                    "worker_lost: the worker stopped",
+                    self.settings.max_build_attempts,
+                )
+                log.warning("build %s: packing lost; now %s", build_id, pack_status.value)
         self.notify(0)
 
 

@@ -101,14 +101,15 @@ class Runner:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def start(self, request: Path) -> BuildSession:
-        """Send one build; raises OSError when the runner is gone."""
+    def start(self, request: Path, *, build: bool = True) -> BuildSession:
+        """Send one build (or, ``build=False``, a pack job, which ``builds`` and so
+        ``runner_max_builds`` do not count); raises OSError when the runner is gone."""
         nonce = secrets.token_hex(16)
         stdin = self.process.stdin
         assert stdin is not None
         stdin.write(f"{nonce} {request}\n".encode())
         stdin.flush()
-        self.builds += 1
+        self.builds += int(build)
         return BuildSession(self, nonce)
 
     def retire(self) -> None:

@@ -20,8 +20,11 @@ __all__ = [
     "BuildFailureInfo",
     "BuildRequest",
     "BuildResult",
+    "PackRequest",
+    "PackResult",
     "PackageInfo",
     "end_line",
+    "is_pack_request",
     "parse_end",
 ]
 
@@ -77,10 +80,6 @@ class BuildRequest:
     channel_credentials: dict[str, dict[str, str]] = field(default_factory=dict)
     virtual_packages: dict[str, str | None] = field(default_factory=dict)  # server-wide overrides
     run_link_scripts: bool = False
-    # Artifact files the build process writes after lock (issue 4): CONDA_PACK, DOCKER_MANIFEST
-    artifacts: list[str] = field(default_factory=list)
-    oci_prefix: str = "/opt/env"
-    oci_base_layer: str | None = None
     # the environment's effective policy (EffectivePolicy.to_json()): checked on the solved set
     # before install; its pins constrain the solvers
     policy: dict[str, Any] = field(default_factory=dict)
@@ -122,8 +121,6 @@ class BuildResult:
     packages: list[PackageInfo]
     size: int  # bytes on disk of the prefix
     python_version: str | None = None
-    # Files under work_dir/artifacts: artifact_type, role, path, sha256, size, media_type
-    artifact_files: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
@@ -147,3 +144,48 @@ class BuildFailureInfo:
     @classmethod
     def read(cls, path: Path) -> BuildFailureInfo:
         return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class PackRequest:
+    """Pack a COMPLETED build's prefix into its archive and image files (a pack job, issue 11).
+
+    Sent to the same runners as builds; ``job`` tells the two requests apart."""
+
+    build_id: int
+    prefix: str  # the published prefix: read, never written
+    work_dir: str
+    kinds: list[str]  # CONDA_PACK, DOCKER_MANIFEST
+    variables: dict[str, str] = field(default_factory=dict)
+    oci_prefix: str = "/opt/env"
+    oci_base_layer: str | None = None
+    layer_compression: Literal["gzip", "zstd"] = "zstd"
+    job: Literal["pack"] = "pack"
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, path: Path) -> PackRequest:
+        return cls(**json.loads(path.read_text()))
+
+
+@dataclass
+class PackResult:
+    # Files under work_dir/artifacts: artifact_type, role, path, sha256, size, media_type
+    artifact_files: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, path: Path) -> PackResult:
+        return cls(**json.loads(path.read_text()))
+
+
+def is_pack_request(path: Path) -> bool:
+    """True when the request file at ``path`` asks for a pack job rather than a build."""
+    try:
+        return bool(json.loads(path.read_text()).get("job") == "pack")
+    except (OSError, ValueError, AttributeError):
+        return False

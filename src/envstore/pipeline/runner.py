@@ -28,7 +28,6 @@ from typing import Any
 
 import yaml
 
-from envstore.artifacts.stage import produce_artifacts
 from envstore.backends import pypi
 from envstore.core.specs import EnvironmentSpec, parse_specification
 from envstore.errors import BuildFailure, InvalidSpec
@@ -38,14 +37,17 @@ from envstore.pipeline.contract import (
     BuildFailureInfo,
     BuildRequest,
     BuildResult,
+    PackRequest,
+    PackResult,
     end_line,
+    is_pack_request,
 )
 from envstore.pipeline.install import install_pypi
 from envstore.pipeline.lock import lock_pypi
 from envstore.pipeline.policy_gate import gate_for
 from envstore.pipeline.solve import solve_pypi, solved_for_policy
 
-__all__ = ["build_pypi", "log_line", "main", "run_one", "serve", "stage"]
+__all__ = ["build_pypi", "log_line", "main", "run_one", "run_pack", "serve", "stage"]
 
 Log = Callable[[str], None]
 
@@ -131,21 +133,7 @@ def run(request: BuildRequest, log: Log) -> BuildResult | BuildFailureInfo:
     if prefix.exists() or prefix.is_symlink():
         return BuildFailureInfo("prefix_exists", f"{prefix} exists already; refusing to reuse it")
     try:
-        result = _dispatch(request, log)
-        if request.artifacts:
-            with stage("artifacts", log):
-                result.artifact_files = produce_artifacts(
-                    prefix,
-                    Path(request.work_dir),
-                    request.artifacts,
-                    variables={
-                        str(k): str(v) for k, v in (request.spec.get("variables") or {}).items()
-                    },
-                    image_prefix=request.oci_prefix,
-                    base_layer=request.oci_base_layer,
-                    log=log,
-                )
-        return result
+        return _dispatch(request, log)
     except BuildFailure as exc:
         info = BuildFailureInfo(exc.reason, exc.message, exc.retryable)
     except OSError as exc:
@@ -168,9 +156,12 @@ def _remove_prefix(prefix: Path, log: Log) -> None:
         shutil.rmtree(prefix)
 
 
-def _write(outcome: BuildResult | BuildFailureInfo, work_dir: Path) -> None:
+Outcome = BuildResult | PackResult | BuildFailureInfo
+
+
+def _write(outcome: Outcome, work_dir: Path) -> None:
     """Write result or failure atomically, so the parent never reads half a file."""
-    name = RESULT_FILE if isinstance(outcome, BuildResult) else FAILURE_FILE
+    name = FAILURE_FILE if isinstance(outcome, BuildFailureInfo) else RESULT_FILE
     temporary = work_dir / f".{name}.tmp"
     outcome.write(temporary)
     temporary.replace(work_dir / name)
@@ -198,8 +189,51 @@ def _die_with_parent(interval: float = 0.5) -> None:
 _LEAVE_AFTER = ("internal_error", "terminated")
 
 
-def run_one(request_path: Path) -> BuildResult | BuildFailureInfo:
-    """Run the build that ``request_path`` describes; its log goes to stdout."""
+def run_pack(request_path: Path) -> PackResult | BuildFailureInfo:
+    """Pack the build that ``request_path`` names into its archive and image files."""
+    try:
+        request = PackRequest.read(request_path)
+    except (OSError, ValueError, TypeError) as exc:
+        info = BuildFailureInfo("internal_error", f"cannot read the pack request: {exc}")
+        log_line(info.message)
+        _write(info, request_path.parent)
+        return info
+    os.chdir(request.work_dir)
+    outcome: PackResult | BuildFailureInfo
+    try:
+        # imported here: a runner's start-up, which a build may wait for, does not pay for it
+        from envstore.artifacts.stage import produce_artifacts
+
+        with stage("artifacts", log_line):
+            files = produce_artifacts(
+                Path(request.prefix),
+                Path(request.work_dir),
+                request.kinds,
+                variables=request.variables,
+                image_prefix=request.oci_prefix,
+                base_layer=request.oci_base_layer,
+                layer_compression=request.layer_compression,
+                log=log_line,
+            )
+        outcome = PackResult(files)
+    except BuildFailure as exc:
+        outcome = BuildFailureInfo(exc.reason, exc.message, exc.retryable)
+    except OSError as exc:
+        reason = "no_space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "pack_failed"
+        outcome = BuildFailureInfo(reason, f"{type(exc).__name__}: {exc}", reason == "no_space")
+    except Exception as exc:
+        log_line(traceback.format_exc().rstrip())
+        outcome = BuildFailureInfo("internal_error", f"{type(exc).__name__}: {exc}")
+    if isinstance(outcome, BuildFailureInfo):
+        log_line(f"packing failed ({outcome.reason}): {outcome.message}")
+    _write(outcome, Path(request.work_dir))
+    return outcome
+
+
+def run_one(request_path: Path) -> Outcome:
+    """Run the build (or pack job) that ``request_path`` describes; its log goes to stdout."""
+    if is_pack_request(request_path):
+        return run_pack(request_path)
     try:
         request = BuildRequest.read(request_path)
     except (OSError, ValueError, TypeError) as exc:
@@ -212,7 +246,7 @@ def run_one(request_path: Path) -> BuildResult | BuildFailureInfo:
     start = time.monotonic()
     outcome = run(request, log_line)
     _write(outcome, Path(request.work_dir))
-    status = "succeeded" if isinstance(outcome, BuildResult) else "failed"
+    status = "failed" if isinstance(outcome, BuildFailureInfo) else "succeeded"
     log_line(f"== build {status} in {time.monotonic() - start:.2f}s")
     return outcome
 
@@ -234,7 +268,8 @@ def serve(requests: io.TextIOBase) -> int:
         outcome = run_one(Path(path))
         os.chdir(home)  # leave the work directory, which the worker removes
         more = not (isinstance(outcome, BuildFailureInfo) and outcome.reason in _LEAVE_AFTER)
-        log_line(end_line(nonce, 0 if isinstance(outcome, BuildResult) else 1, more))
+        failed = isinstance(outcome, BuildFailureInfo)
+        log_line(end_line(nonce, 1 if failed else 0, more))
         if not more:
             break
     return 0
@@ -265,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args[0] == "-":
         return serve(_private_stdin())
-    return 0 if isinstance(run_one(Path(args[0])), BuildResult) else 1
+    return 1 if isinstance(run_one(Path(args[0])), BuildFailureInfo) else 0
 
 
 if __name__ == "__main__":

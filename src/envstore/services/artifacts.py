@@ -19,8 +19,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from envstore.core.builds import ArtifactStatus
 from envstore.core.lockfile import Lockfile
-from envstore.db.models import BlobHold, BuildArtifact, utcnow
+from envstore.db.models import ArtifactJob, BlobHold, BuildArtifact, utcnow
 from envstore.errors import InvalidInput, NotFound
 from envstore.services.common import get_build
 from envstore.storage.blobstore import BlobStore
@@ -62,8 +63,28 @@ def artifact_digest(db: Session, build_id: int, artifact_type: str) -> tuple[str
         )
     ).first()
     if row is None:
-        raise NotFound(f"build {build_id} has no {artifact_type} artifact (status {build.status})")
+        raise NotFound(_missing(db, build_id, build.status, artifact_type))
     return str(row[0]), int(row[1])
+
+
+def _missing(db: Session, build_id: int, status: str, artifact_type: str) -> str:
+    """Why a build has no ``artifact_type`` now, naming the state of its pack job."""
+    job = db.execute(
+        select(ArtifactJob.status, ArtifactJob.info, ArtifactJob.kinds).where(
+            ArtifactJob.build_id == build_id
+        )
+    ).first()
+    if job is None or artifact_type not in (job[2] or []):
+        return f"build {build_id} has no {artifact_type} artifact (status {status})"
+    if job[0] == ArtifactStatus.FAILED:
+        return (
+            f"build {build_id} has no {artifact_type} artifact: packing failed ({job[1]}); "
+            f"`envstore build rebuild-artifacts {build_id}` tries again"
+        )
+    return (
+        f"build {build_id} has no {artifact_type} artifact yet: it is made after the build "
+        f"completed and is {job[0]} now; retry shortly (or wait with ?wait=S)"
+    )
 
 
 def artifact_bytes(db: Session, blobs: BlobStore, build_id: int, artifact_type: str) -> bytes:

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from envstore.auth import Principal
+from envstore.auth.oauth import ExternalIdentity
 from envstore.auth.tokens import hash_token, looks_like_token, new_token
 from envstore.core.names import validate_name
 from envstore.core.permissions import (
@@ -26,13 +27,15 @@ from envstore.core.permissions import (
 )
 from envstore.db.models import ApiToken, User, utcnow
 from envstore.errors import Forbidden, InvalidInput, NotFound
-from envstore.services.access import anonymous, signed_in
+from envstore.services.access import anonymous, principal_for_user, signed_in
 from envstore.services.audit import record
+from envstore.services.users import sync_external_user
 from envstore.settings import Settings
 
 __all__ = [
     "TokenRequest",
     "create_token",
+    "hub_user_token",
     "list_tokens",
     "parse_bindings",
     "principal_for_token",
@@ -117,6 +120,23 @@ def create_token(
     )
     db.commit()
     return secret, row
+
+
+def hub_user_token(
+    db: Session, settings: Settings, identity: ExternalIdentity
+) -> tuple[str, ApiToken]:
+    """A token for the hub user JupyterHub vouched for (``POST /jupyterhub/token/``).
+
+    The user is created or updated as at a hub login; the token carries that user's own rights
+    and lasts ``jupyterhub_token_lifetime`` (single-user servers renew it).
+    """
+    user = sync_external_user(db, identity, "jupyterhub")
+    if user is None:
+        raise Forbidden(f"user {identity.username!r} may not sign in through JupyterHub")
+    who = principal_for_user(db, settings, user)
+    expires = utcnow() + timedelta(seconds=settings.jupyterhub_token_lifetime)
+    request = TokenRequest(name="jupyterhub single-user server", expiration=expires)
+    return create_token(db, settings, who, request)
 
 
 def _dump(bindings: tuple[RoleBinding, ...] | None) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from envstore.auth.oauth import ExternalIdentity
 from envstore.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
 from envstore.core.names import validate_name
 from envstore.db.engine import make_engine, session_scope
-from envstore.db.models import Group, User, UserGroup, utcnow
+from envstore.db.models import Group, Namespace, User, UserGroup, utcnow
 from envstore.db.schema import ensure_schema
 from envstore.errors import Conflict, Forbidden, InvalidInput, NotFound
 from envstore.services.audit import record
@@ -146,9 +146,18 @@ def sync_external_user(db: Session, identity: ExternalIdentity, provider: str) -
     elif user.provider != provider or user.disabled:
         return None
     _set_groups(db, user, identity.groups, replace=True)
+    _ensure_personal_namespace(db, user.name)
     user.last_login_on = utcnow()
     db.commit()
     return user
+
+
+def _ensure_personal_namespace(db: Session, name: str) -> None:
+    """A provider's user finds their own namespace (``{username}/*``) there at first login;
+    one an administrator deleted stays deleted."""
+    if db.scalar(select(Namespace.id).where(Namespace.name == name)) is None:
+        db.add(Namespace(name=name, metadata_={}))
+        db.flush()
 
 
 def _usable(name: str) -> bool:

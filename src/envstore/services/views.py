@@ -25,6 +25,7 @@ from sqlalchemy import Row, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from envstore.db.models import (
+    ArtifactJob,
     Build,
     BuildArtifact,
     Channel,
@@ -107,6 +108,8 @@ class BuildView(NamedTuple):
     environment: str
     specification: SpecificationView
     artifacts: list[ArtifactView]
+    artifacts_status: str | None  # the pack job's (archive, image): None when there is none
+    artifacts_info: str | None
     effective_spec: dict[str, Any] | None = None  # the spec after policy (None: before policy)
     policy_additions: list[Any] | None = None
 
@@ -165,7 +168,11 @@ _SPECIFICATION_COLUMNS = (
     Specification.kind,
 )
 _NAMES = (Namespace.name.label("namespace"), Environment.name.label("environment"))
-_POLICY_COLUMNS = (Build.effective_spec, Build.policy_additions)  # last fields of BuildView
+_POLICY_COLUMNS = (Build.effective_spec, Build.policy_additions)  # the last fields of BuildView
+_PACK_COLUMNS = (
+    ArtifactJob.status.label("artifacts_status"),
+    ArtifactJob.info.label("artifacts_info"),
+)
 _CHANNEL_COLUMNS = (
     Channel.id.label("channel_id"),
     Channel.name.label("channel_name"),
@@ -221,11 +228,13 @@ def _builds() -> Select[Any]:
             *_BUILD_SUMMARY_COLUMNS,
             *_NAMES,
             *_SPECIFICATION_COLUMNS,
+            *_PACK_COLUMNS,
             *_POLICY_COLUMNS,
         )
         .join(Environment, Environment.id == Build.environment_id)
         .join(Namespace, Namespace.id == Environment.namespace_id)
         .join(Specification, Specification.id == Build.specification_id)
+        .outerjoin(ArtifactJob, ArtifactJob.build_id == Build.id)
     )
 
 

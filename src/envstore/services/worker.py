@@ -8,9 +8,9 @@ current build in one transaction; the symlink follows the database, never leads 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select, update
@@ -34,6 +34,7 @@ from envstore.db.models import (
 )
 from envstore.pipeline.contract import BuildResult, PackageInfo
 from envstore.services.artifacts import StagedBlob, hold_and_verify
+from envstore.services.packing import queue_artifacts
 from envstore.services.settings import effective_policy
 from envstore.storage.blobstore import BlobStore
 
@@ -181,12 +182,17 @@ def append_log(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
 
 
 def publish(
-    db: Session, blobs: BlobStore, claimed: ClaimedBuild, result: BuildResult, prefix_key: str
+    db: Session,
+    blobs: BlobStore,
+    claimed: ClaimedBuild,
+    result: BuildResult,
+    prefix_key: str,
+    artifacts: Sequence[str] = (),
 ) -> tuple[bool, bool]:
-    """Record a successful build and make it current when it is the newest.
+    """Record a successful build and make it current when it is the newest; queue the pack
+    job of its archive and image when ``artifacts`` (its effective ``build_artifacts``) asks.
 
-    ``result.artifact_files`` must have been uploaded already (store_artifact_files). Returns
-    (published, switched). Not published if the build was taken away from this worker
+    Returns (published, switched). Not published if the build was taken away from this worker
     meanwhile (requeued, or canceled: then it is CANCELED here), and nothing is recorded."""
     build = db.get_one(Build, claimed.id)
     if build.status != BuildStatus.BUILDING or build.worker_id != claimed.worker_id:
@@ -196,32 +202,24 @@ def publish(
         return False, False
     lock_bytes, yaml_bytes = result.lockfile.encode(), result.pinned_yaml.encode()
     lock_digest, yaml_digest = _sha256(lock_bytes), _sha256(yaml_bytes)
-    files = result.artifact_files
     hold_and_verify(  # before the links: a racing garbage collection is ordered by these holds
         db,
         blobs,
-        [
-            StagedBlob(lock_digest, data=lock_bytes),
-            StagedBlob(yaml_digest, data=yaml_bytes),
-            *(StagedBlob(str(f["sha256"]), path=Path(f["path"])) for f in files),
-        ],
+        [StagedBlob(lock_digest, data=lock_bytes), StagedBlob(yaml_digest, data=yaml_bytes)],
     )
     _record_packages(db, claimed.id, result.packages)
-    linked = [(f["artifact_type"], str(f["sha256"]), int(f["size"])) for f in files]
     for kind, key, size, digest in (
         ("LOCKFILE", lock_digest, len(lock_bytes), lock_digest),
         ("YAML", yaml_digest, len(yaml_bytes), yaml_digest),
         ("LOGS", f"log:{claimed.id}", 0, None),
         ("DIRECTORY", prefix_key, result.size, None),
-        # artifact files uploaded and verified beforehand (archive, image manifest); image
-        # layers and configs are held above and reached through the manifest
-        *((kind, digest, size, digest) for kind, digest, size in linked if kind),
     ):
         db.add(
             BuildArtifact(
                 build_id=claimed.id, artifact_type=kind, key=key, size=size, sha256=digest
             )
         )
+    queue_artifacts(db, claimed.id, artifacts)
     now = utcnow()
     build.status = BuildStatus.COMPLETED
     build.status_info = None
@@ -372,7 +370,8 @@ def requeue_or_fail(
     if canceled:
         _end(db, build_id, worker_id, _CANCELED)
     elif attempt < max_attempts:
-        requeue = {"status": BuildStatus.QUEUED, "worker_id": None}
+        # dispatched_on None: the distributed mode's reaper sends it to a worker again
+        requeue = {"status": BuildStatus.QUEUED, "worker_id": None, "dispatched_on": None}
         _end(db, build_id, worker_id, requeue | {"status_info": f"requeued: {reason}"})
     else:
         info = f"{reason} (after {attempt} attempts)"
@@ -393,6 +392,7 @@ def requeue_interrupted(db: Session, build_id: int, worker_id: str | None = None
         {
             "status": BuildStatus.QUEUED,
             "worker_id": None,
+            "dispatched_on": None,
             "attempt": Build.attempt - 1,
             "status_info": "requeued: interrupted by a server shutdown",
         },

@@ -1,4 +1,5 @@
-"""``/build/{id}/archive/``, ``/docker/``, ``/explicit/`` and ``/build/{a}/diff/{b}/``.
+"""``/build/{id}/archive/``, ``/docker/``, ``/explicit/``, ``/artifacts/`` (make the archive and
+image again) and ``/build/{a}/diff/{b}/``.
 
 Downloads stream through the API after the blob is verified (local store) or answer 307 to a
 short-lived presigned URL (S3); there is no static mount of the store.
@@ -14,11 +15,13 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response, Str
 from envstore.api.deps import DbSession, On, Require, State, require_build
 from envstore.api.params import Id
 from envstore.api.schemas import JSONBody, ok
+from envstore.api.waiting import ArtifactWait
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.services import builds as svc
 from envstore.services.artifacts import artifact_digest, explicit_text
 from envstore.services.diff import diff_builds
+from envstore.services.packing import rebuild_artifacts
 from envstore.storage.blobstore import BlobStore
 
 __all__ = ["blob_response", "router"]
@@ -55,7 +58,11 @@ def blob_response(
 
 
 @router.get("/build/{build_id}/archive/")
-def build_archive(db: DbSession, _who: BuildReader, state: State, build_id: Id) -> Response:
+def build_archive(
+    db: DbSession, _who: BuildReader, state: State, build_id: Id, _waited: ArtifactWait
+) -> Response:
+    """The relocatable archive; while it is being made (after the build), the request waits
+    for it up to ``wait`` seconds, then answers 404 naming the state."""
     digest, size = artifact_digest(db, build_id, "CONDA_PACK")
     return blob_response(
         state.blobs,
@@ -68,7 +75,12 @@ def build_archive(db: DbSession, _who: BuildReader, state: State, build_id: Id) 
 
 @router.get("/build/{build_id}/docker/")
 def build_docker(
-    db: DbSession, _who: BuildReader, state: State, request: Request, build_id: Id
+    db: DbSession,
+    _who: BuildReader,
+    state: State,
+    request: Request,
+    build_id: Id,
+    _waited: ArtifactWait,
 ) -> JSONBody:
     """The pull reference of the build's image in this server's registry (``/v2/``)."""
     build = svc.load_build(db, build_id)
@@ -81,6 +93,24 @@ def build_docker(
             "pinned": f"{repository}@sha256:{digest}",
             "latest": f"{repository}:latest",
         }
+    )
+
+
+@router.put("/build/{build_id}/artifacts/")
+def rebuild_build_artifacts(
+    db: DbSession,
+    _who: Annotated[Principal, Require(Permission.ENV_UPDATE, On.BUILD)],
+    state: State,
+    build_id: Id,
+) -> JSONBody:
+    """Make the archive and image of a COMPLETED build again (after a failed pack job)."""
+    status = rebuild_artifacts(db, state.settings, build_id)
+    if state.queue is not None:
+        state.queue.notify_artifacts(build_id)
+    state.events.changed(build_id)
+    return ok(
+        {"build_id": build_id, "artifacts_status": status.value},
+        f"artifacts of build {build_id}: {status.value}",
     )
 
 

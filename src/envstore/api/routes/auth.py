@@ -252,10 +252,14 @@ def oauth_callback(
     _who: Anyone,
     code: str = "",
     returned_state: Annotated[str, Query(alias="state")] = "",
+    error: Annotated[str, Query(max_length=200)] = "",
 ) -> RedirectResponse:
     """Finish an external login: check the state, trade the code, sign the user in."""
     if state.provider is None:
         raise NotFound("no external identity provider is configured")
+    if error:
+        # The provider's own error code (RFC 6749 4.1.2.1), e.g. access_denied.
+        raise Forbidden(f"the identity provider refused the login: {error}")
     saved = state.cookies.read_state(request.cookies.get(_STATE_COOKIE, ""))
     if (
         not code

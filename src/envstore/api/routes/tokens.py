@@ -12,7 +12,9 @@ from envstore.api.deps import DbSession, On, Require, State
 from envstore.api.params import Id
 from envstore.api.schemas import JSONBody, ok, ts
 from envstore.auth import Principal
+from envstore.auth.oauth import hub_token_identity
 from envstore.db.models import ApiToken
+from envstore.errors import NotFound
 from envstore.services import tokens as svc
 
 router = APIRouter(tags=["tokens"])
@@ -60,6 +62,28 @@ def create_token(
     )
     secret, row = svc.create_token(db, state.settings, who, request)
     return ok({"token": secret, **token_out(row)}, "keep this token: it is shown only once")
+
+
+class HubTokenExchange(BaseModel):
+    hub_token: str = Field(min_length=1, max_length=4096)
+
+
+@router.post("/jupyterhub/token/")
+def hub_token_exchange(
+    db: DbSession, _who: Anyone, state: State, body: HubTokenExchange
+) -> JSONBody:
+    """Trade a JupyterHub user's API token for an envstore token of that user (docs/jupyter.md).
+
+    What a single-user server does at start, so hub users never copy a token by hand.
+    """
+    settings = state.settings
+    if settings.oauth_provider != "jupyterhub":
+        raise NotFound("this envstore does not use JupyterHub (ENVSTORE_OAUTH_PROVIDER)")
+    identity = hub_token_identity(
+        settings.resolved_jupyterhub_api_url, body.hub_token, settings.jupyterhub_service_name
+    )
+    secret, row = svc.hub_user_token(db, settings, identity)
+    return ok({"token": secret, **token_out(row)}, "token for the hub user")
 
 
 @router.get("/token/")

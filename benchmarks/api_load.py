@@ -1,0 +1,277 @@
+"""L1 and L4 of RELIABILITY.md against the distributed mode: API processes on PostgreSQL with
+Celery workers building at the same time, loaded from a separate process on loopback.
+
+Sets up a throw-away PostgreSQL database with namespaces x environments x builds (through the
+worker services, nothing installed), starts ``--api`` ``envstore serve --no-workers`` processes
+and one ``envstore worker`` that keeps building small real PyPI builds (a loopback index), then
+runs the load process: ``--clients`` concurrent clients of mixed reads spread over the API
+processes (L1) while a few clients submit specs (L4). Prints p50/p95/p99 and errors per route
+and the request rate; run it with ``--api 1`` and ``--api 2`` to see how throughput grows.
+
+    python benchmarks/api_load.py [--api 2] [--clients 200] [--seconds 20]
+                                  [--namespaces 200] [--envs 50] [--builds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.conftest import PG_ADMIN_URL
+from tests.support.cluster import Cluster, fresh_schema
+from tests.support.local_index import local_index
+
+from envstore.core.specs import SpecLimits
+from envstore.db.engine import make_engine, session_scope
+from envstore.pipeline.contract import BuildResult, PackageInfo
+from envstore.services import worker
+from envstore.services.submit import Submission, submit
+from envstore.storage.local import LocalBlobStore
+
+READS = ("env list", "env get", "build get", "build list (ns)", "build packages")
+
+
+def populate(url: str, store: Path, namespaces: int, envs: int, builds: int) -> int:
+    from sqlalchemy.orm import sessionmaker
+
+    from envstore.auth.principal import Principal
+
+    engine = make_engine(url)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    blobs = LocalBlobStore(store / "blobs" / "sha256")
+    who = Principal(name="bench", primary_namespace="default")
+    packages = [
+        PackageInfo(
+            f"dep{i}",
+            "1.0",
+            "pip",
+            "https://pypi.org/simple",
+            f"https://x/{i}.whl",
+            f"{i:064x}",
+            i == 0,
+        )
+        for i in range(20)
+    ]
+    result = BuildResult("version: 1\n", "dependencies: []\n", packages, 1000, "3.11.7")
+    total = 0
+    for n in range(namespaces):
+        with session_scope(factory) as db:  # one transaction per namespace
+            for e in range(envs):
+                for b in range(builds):
+                    sub = Submission(f"six==1.{b}.0\npkg{e}==1.0\n", f"env{e}", f"ns{n}")
+                    build = submit(db, who, sub, SpecLimits())
+                    claimed = worker.claim(db, build.id, "bench:0:0")
+                    assert claimed is not None
+                    worker.publish(db, blobs, claimed, result, "envs/x")
+                    total += 1
+    engine.dispose()
+    return total
+
+
+async def client_loop(
+    urls: list[str],
+    until: float,
+    shape: tuple[int, int, int],
+    out: dict[str, list[float]],
+    errors: dict[str, int],
+    seed: int,
+) -> None:
+    namespaces, envs, total = shape
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(timeout=30) as client:
+        while time.monotonic() < until:
+            base = rng.choice(urls)
+            kind = rng.choice(READS)
+            ns, env, build = (
+                rng.randrange(namespaces),
+                rng.randrange(envs),
+                rng.randrange(1, total + 1),
+            )
+            path = {
+                "env list": "/api/v1/environment/",
+                "env get": f"/api/v1/environment/ns{ns}/env{env}/",
+                "build get": f"/api/v1/build/{build}/",
+                "build list (ns)": f"/api/v1/build/?namespace=ns{ns}",
+                "build packages": f"/api/v1/build/{build}/packages/",
+            }[kind]
+            await _timed(client, "GET", base + path, kind, out, errors)
+
+
+async def submit_loop(
+    urls: list[str], until: float, out: dict[str, list[float]], errors: dict[str, int], seed: int
+) -> None:
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(timeout=30) as client:
+        while time.monotonic() < until:
+            body = {
+                "specification": f"loadpkg==1.0\n# {uuid.uuid4().hex}\n",
+                "environment_name": f"load{rng.randrange(20)}",
+                "namespace": "load",
+            }
+            await _timed(
+                client,
+                "POST",
+                rng.choice(urls) + "/api/v1/specification/",
+                "submit (L4)",
+                out,
+                errors,
+                body,
+            )
+            await asyncio.sleep(0.2)
+
+
+async def _timed(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    kind: str,
+    out: dict[str, list[float]],
+    errors: dict[str, int],
+    body: Any = None,
+) -> None:
+    started = time.perf_counter()
+    try:
+        response = await client.request(method, url, json=body)
+        outcome = str(response.status_code)
+    except httpx.HTTPError as exc:
+        outcome = type(exc).__name__
+    out.setdefault(kind, []).append(time.perf_counter() - started)
+    if outcome != "200":
+        key = f"{kind}: {outcome}"
+        errors[key] = errors.get(key, 0) + 1
+
+
+async def load(args: argparse.Namespace) -> dict[str, Any]:
+    urls, shape = args.urls.split(","), tuple(int(x) for x in args.shape.split(","))
+    until = time.monotonic() + args.seconds
+    out: dict[str, list[float]] = {}
+    errors: dict[str, int] = {}
+    tasks = [client_loop(urls, until, shape, out, errors, n) for n in range(args.clients)]  # type: ignore[arg-type]
+    tasks += [submit_loop(urls, until, out, errors, 10_000 + n) for n in range(args.submitters)]
+    started = time.monotonic()
+    await asyncio.gather(*tasks)
+    elapsed = time.monotonic() - started
+    return {"elapsed": elapsed, "latencies": out, "errors": errors}
+
+
+def report(result: dict[str, Any], api: int) -> None:
+    latencies, errors = result["latencies"], result["errors"]
+    reads = sum(len(latencies.get(k, [])) for k in READS)
+    print(
+        f"\n{api} API process(es): {reads / result['elapsed']:.0f} reads/s over {result['elapsed']:.0f} s"
+    )
+    print(
+        f"{'route':18s} {'requests':>8s} {'errors':>6s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}"
+    )
+    for kind in (*READS, "submit (L4)"):
+        values = sorted(latencies.get(kind, []))
+        if not values:
+            print(f"{kind:18s} {0:8d}")
+            continue
+        q = [values[min(len(values) - 1, int(p * len(values)))] * 1000 for p in (0.5, 0.95, 0.99)]
+        print(
+            f"{kind:18s} {len(values):8d} {_errors(errors, kind):6d} {q[0]:8.1f} {q[1]:8.1f} {q[2]:8.1f}"
+        )
+    if errors:
+        print("errors: " + ", ".join(f"{key} x{n}" for key, n in sorted(errors.items())))
+
+
+def _errors(errors: dict[str, int], kind: str) -> int:
+    return sum(n for key, n in errors.items() if key.startswith(f"{kind}: "))
+
+
+def keep_building(api_url: str, stop: threading.Event) -> None:
+    """Workers build while the load runs: one small real build submitted every second."""
+    n = 0
+    while not stop.wait(1.0):
+        n += 1
+        body = {
+            "specification": f"bgpkg==1.0\n# {n}\n",
+            "environment_name": f"bg{n % 5}",
+            "namespace": "bg",
+        }
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{api_url}/api/v1/specification/", json=body, timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--api", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--submitters", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--namespaces", type=int, default=200)
+    parser.add_argument("--envs", type=int, default=50)
+    parser.add_argument("--builds", type=int, default=5)
+    parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--urls", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:  # the separate load process
+        print(json.dumps(asyncio.run(load(args))))
+        return
+    name = f"envstore_load_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    root = Path(tempfile.mkdtemp(prefix="envstore-load-"))
+    try:
+        fresh_schema(url)
+        started = time.perf_counter()
+        total = populate(url, root / "store", args.namespaces, args.envs, args.builds)
+        print(f"populated {total} builds on PostgreSQL in {time.perf_counter() - started:.0f} s")
+        with local_index() as index:
+            cluster = Cluster(root, url, ENVSTORE_PYPI_INDEX_URL=index.url)
+            try:
+                apis = [cluster.api() for _ in range(args.api)]
+                cluster.worker(concurrency=1)
+                stop = threading.Event()
+                builder = threading.Thread(target=keep_building, args=(apis[0].url, stop))
+                builder.start()
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--load",
+                    f"--urls={','.join(a.url for a in apis)}",
+                    f"--shape={args.namespaces},{args.envs},{total}",
+                    f"--clients={args.clients}",
+                    f"--submitters={args.submitters}",
+                    f"--seconds={args.seconds}",
+                ]
+                output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                stop.set()
+                builder.join()
+                report(json.loads(output.splitlines()[-1]), args.api)
+                built = httpx.get(
+                    f"{apis[0].url}/api/v1/build/?namespace=bg&status=COMPLETED"
+                ).json()
+                print(f"background builds completed meanwhile: {built['count']}")
+            finally:
+                cluster.close()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

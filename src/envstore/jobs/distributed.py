@@ -1,0 +1,215 @@
+"""The distributed mode's dispatcher and reaper, run by API processes and workers.
+
+Dispatch happens after commit: routes call :meth:`Dispatcher.notify` once the build row is
+committed, and a background thread hands the id to the broker, so a request never waits on the
+broker. A send that fails leaves ``dispatched_on`` NULL and the reaper sends it again later.
+
+The reaper runs in every API process and worker, but only the leader acts: the holder of a
+PostgreSQL session advisory lock (released by the server when the leader's connection dies,
+so another process takes over on its next pass). On SQLite, a single-host database, every
+reaper acts; its updates are conditional, so two passes at once do no harm. Each pass:
+
+- BUILDING builds whose heartbeat stopped (``heartbeat_timeout``) lose their prefix and are
+  queued again while attempts remain (``max_build_attempts``), else FAILED ``worker_lost``; a
+  requeued build is sent with a backoff (``retry_backoff`` doubling per attempt);
+- QUEUED builds never sent, or sent longer ago than ``redispatch_seconds``, are sent again;
+- every ``gc_interval`` a GC job goes to the ``gc`` queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import shutil
+import threading
+import time
+from datetime import timedelta
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from envstore.core.builds import BuildStatus
+from envstore.db.engine import session_scope
+from envstore.db.models import utcnow
+from envstore.jobs.celery_app import Broker, leader_key
+from envstore.services import dispatch
+from envstore.services import worker as svc
+from envstore.settings import Settings
+from envstore.storage.layout import StoreLayout
+
+__all__ = ["Dispatcher", "Leadership", "Reaper", "backoff"]
+
+log = logging.getLogger("envstore.jobs")
+
+
+def backoff(settings: Settings, attempt: int) -> float:
+    """Delay before attempt ``attempt + 1`` of a build whose worker was lost."""
+    return float(min(settings.retry_backoff * 2 ** max(attempt - 1, 0), 600.0))
+
+
+class Leadership:
+    """Whether this process leads the reapers (see the module docstring)."""
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.engine = engine
+        self.key = leader_key(settings)
+        self._connection: Connection | None = None
+
+    def held(self) -> bool:
+        if self.engine.dialect.name != "postgresql":
+            return True
+        if self._connection is not None:
+            try:
+                self._connection.execute(text("SELECT 1"))
+                return True
+            except Exception:
+                self.release()  # the server dropped us, and our lock with us
+        try:
+            connection = self.engine.connect()
+        except Exception:
+            return False
+        taken = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key})
+        if taken.scalar():
+            connection.commit()
+            self._connection = connection
+            return True
+        connection.rollback()
+        connection.close()
+        return False
+
+    def release(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.invalidate()
+            with contextlib.suppress(Exception):
+                self._connection.close()
+            self._connection = None
+
+
+class Reaper:
+    def __init__(
+        self, settings: Settings, engine: Engine, factory: sessionmaker[Session], broker: Broker
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.broker = broker
+        self.layout = StoreLayout(settings.envs_dir)
+        self.leadership = Leadership(settings, engine)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reaper", daemon=True)
+        self._last_gc = time.monotonic()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.leadership.release()
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(self.settings.reap_interval):
+            try:
+                if self.leadership.held():
+                    self.reap()
+            except Exception as exc:  # a database or broker outage: try again next pass
+                log.warning("reaper pass failed: %s", exc)
+
+    def reap(self) -> None:
+        self._requeue_lost()
+        self._dispatch_unsent()
+        interval = self.settings.gc_interval
+        if interval > 0 and time.monotonic() - self._last_gc >= interval:
+            self.broker.send_gc()
+            self._last_gc = time.monotonic()
+
+    def _requeue_lost(self) -> None:
+        cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
+        with session_scope(self.factory) as db:
+            for lost in dispatch.stale_building(db, cutoff):
+                if lost.build_key:
+                    self.layout.remove_prefix(lost.namespace, lost.build_key)
+                # the dead attempt's scratch directory (its worker cleans only its own)
+                shutil.rmtree(self.settings.work_dir / f"{lost.id}-{lost.attempt}", True)
+                if lost.cancel_requested:  # a canceled build is never queued again (W11)
+                    svc.finish_failed(
+                        db, lost.id, BuildStatus.CANCELED, "canceled: by request (worker lost)"
+                    )
+                    continue
+                status = svc.requeue_or_fail(
+                    db,
+                    lost.id,
+                    f"worker_lost: no heartbeat from {lost.worker_id} for "
+                    f"{self.settings.heartbeat_timeout:g} s",
+                    self.settings.max_build_attempts,
+                )
+                log.warning("build %s: worker %s lost; now %s", lost.id, lost.worker_id, status)
+                if status == BuildStatus.QUEUED:
+                    state = dispatch.build_state(db, lost.id)
+                    delay = backoff(self.settings, state[1] if state else 1)
+                    self.broker.send_build(lost.id, countdown=delay)
+                    dispatch.mark_dispatched(db, [lost.id], utcnow() + timedelta(seconds=delay))
+
+    def _dispatch_unsent(self) -> None:
+        cutoff = utcnow() - timedelta(seconds=self.settings.redispatch_seconds)
+        with session_scope(self.factory) as db:
+            sent: list[int] = []
+            try:
+                for build_id in dispatch.to_dispatch(db, cutoff):
+                    self.broker.send_build(build_id)
+                    sent.append(build_id)
+            finally:  # the broker may go away halfway: what was sent is recorded
+                if sent:
+                    dispatch.mark_dispatched(db, sent, utcnow())
+                    log.info("reaper sent %d queued build(s) to the broker", len(sent))
+
+
+class Dispatcher:
+    """The API side of the distributed mode: the ``Queue`` that routes wake up after a commit."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, factory: sessionmaker[Session], broker: Broker
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.broker = broker
+        self.reaper = Reaper(settings, engine, factory, broker)
+        self._pending: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._send_loop, name="dispatcher", daemon=True)
+
+    def notify(self, build_id: int) -> None:
+        self._pending.put(build_id)
+
+    def notify_artifacts(self, build_id: int) -> None:
+        """A pack job was queued (``rebuild-artifacts``): send it to the artifacts queue."""
+        try:
+            self.broker.send_pack(build_id)
+        except Exception as exc:  # the job stays QUEUED in the database, where it is visible
+            log.warning("build %s: pack job not dispatched now (%s)", build_id, exc)
+
+    def start(self) -> None:
+        self._thread.start()
+        self.reaper.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        self._pending.put(None)
+        self._thread.join(timeout=10 if timeout is None else timeout)
+        self.reaper.stop()
+        self.broker.close()
+
+    def _send_loop(self) -> None:
+        while (build_id := self._pending.get()) is not None:
+            try:
+                self._send(build_id)
+            except Exception as exc:  # the reaper sends it once the broker is back (W6)
+                log.warning("build %s: not dispatched now (%s); the reaper will", build_id, exc)
+
+    def _send(self, build_id: int) -> None:
+        with session_scope(self.factory) as db:
+            if not dispatch.needs_dispatch(db, build_id):
+                return
+        self.broker.send_build(build_id)
+        with session_scope(self.factory) as db:
+            dispatch.mark_dispatched(db, [build_id], utcnow())

@@ -1,0 +1,127 @@
+"""Use cases of the distributed mode's dispatcher and reaper (``jobs/distributed.py``).
+
+The build row is the truth; the broker only carries wake-ups. ``dispatched_on`` records when a
+build was last handed to the broker, so the reaper can tell a build that was never sent (the
+broker was down, or the process died between commit and send) from one waiting in the queue.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from envstore.core.builds import BuildStatus
+from envstore.db.models import Build, BuildLogChunk, Environment, Namespace
+
+__all__ = [
+    "StaleBuild",
+    "build_state",
+    "counts_by_status",
+    "mark_dispatched",
+    "needs_dispatch",
+    "stage_seconds",
+    "stale_building",
+    "to_dispatch",
+]
+
+
+@dataclass(frozen=True)
+class StaleBuild:
+    id: int
+    build_key: str
+    namespace: str
+    worker_id: str | None
+    attempt: int
+    cancel_requested: bool
+
+
+def needs_dispatch(db: Session, build_id: int) -> bool:
+    """True when ``build_id`` is QUEUED and not yet handed to the broker (a cancel or a
+    second wake-up for the same build sends nothing)."""
+    row = db.execute(
+        select(Build.status, Build.dispatched_on, Build.deleted_on).where(Build.id == build_id)
+    ).one_or_none()
+    return row is not None and row[0] == BuildStatus.QUEUED and row[1] is None and row[2] is None
+
+
+def mark_dispatched(db: Session, build_ids: list[int], when: datetime) -> None:
+    db.execute(
+        update(Build)
+        .where(Build.id.in_(build_ids), Build.status == BuildStatus.QUEUED)
+        .values(dispatched_on=when)
+    )
+    db.commit()
+
+
+def to_dispatch(db: Session, sent_before: datetime, limit: int = 500) -> list[int]:
+    """QUEUED builds never handed to the broker, or handed so long ago that their message is
+    taken as lost (``redispatch_seconds``), oldest first."""
+    return list(
+        db.scalars(
+            select(Build.id)
+            .where(
+                Build.status == BuildStatus.QUEUED,
+                Build.deleted_on.is_(None),
+                (Build.dispatched_on.is_(None)) | (Build.dispatched_on < sent_before),
+            )
+            .order_by(Build.id)
+            .limit(limit)
+        )
+    )
+
+
+def stale_building(db: Session, beat_before: datetime) -> list[StaleBuild]:
+    """BUILDING builds whose heartbeat stopped before ``beat_before``: their worker is gone."""
+    rows = db.execute(
+        select(
+            Build.id,
+            Build.build_key,
+            Namespace.name,
+            Build.worker_id,
+            Build.attempt,
+            Build.cancel_requested,
+        )
+        .join(Environment, Environment.id == Build.environment_id)
+        .join(Namespace, Namespace.id == Environment.namespace_id)
+        .where(
+            Build.status == BuildStatus.BUILDING,
+            (Build.heartbeat_on.is_(None)) | (Build.heartbeat_on < beat_before),
+        )
+    ).all()
+    return [StaleBuild(r[0], r[1] or "", r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+
+def build_state(db: Session, build_id: int) -> tuple[str, int] | None:
+    """(status, attempt) of a build, None when it does not exist."""
+    row = db.execute(select(Build.status, Build.attempt).where(Build.id == build_id)).one_or_none()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def counts_by_status(db: Session) -> dict[str, int]:
+    """Live (not deleted) builds per status, for the metrics."""
+    rows = db.execute(
+        select(Build.status, func.count()).where(Build.deleted_on.is_(None)).group_by(Build.status)
+    ).all()
+    return {str(status): int(count) for status, count in rows}
+
+
+# the runner frames each stage in the log: "== solve done in 1.23s" (pipeline.runner.stage)
+_STAGE_END = re.compile(r"^== (\w+) (?:done|failed) in ([0-9.]+)s$", re.MULTILINE)
+
+
+def stage_seconds(db: Session, build_id: int) -> dict[str, float]:
+    """How long each stage of the build's last attempt took, from its log."""
+    chunks = db.scalars(
+        select(BuildLogChunk.text)
+        .where(BuildLogChunk.build_id == build_id, BuildLogChunk.text.like("%== % in %s%"))
+        .order_by(BuildLogChunk.offset)
+    )
+    found: dict[str, float] = {}
+    for chunk in chunks:
+        for name, seconds in _STAGE_END.findall(chunk):
+            found[name] = float(seconds)  # a later attempt's figure replaces an earlier one
+    return found

@@ -1,0 +1,106 @@
+"""The distributed reaper (jobs/distributed.py) against the real broker (the local Redis) on
+SQLite and PostgreSQL: lost builds requeued with a backoff or FAILED after the last attempt,
+canceled ones never requeued (W11), unsent ones sent (D8), and one leader on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import sessionmaker
+
+from envstore.db.engine import make_engine, session_scope
+from envstore.db.models import Build, utcnow
+from envstore.jobs.celery_app import Broker
+from envstore.jobs.distributed import Leadership, Reaper
+from envstore.services import worker as svc
+from envstore.settings import Settings
+from tests.integration.helpers import client_for, submit
+from tests.support.cluster import REDIS_URL
+
+
+@pytest.fixture
+def reaper(settings: Settings) -> Iterator[Reaper]:
+    live = settings.model_copy(
+        update={
+            "broker_url": REDIS_URL,
+            "queue_prefix": f"t{uuid.uuid4().hex[:12]}",
+            "heartbeat_timeout": 5.0,
+            "retry_backoff": 7.0,
+        }
+    )
+    engine = make_engine(live.resolved_database_url)
+    made = Reaper(live, engine, sessionmaker(engine, expire_on_commit=False), Broker.connect(live))
+    yield made
+    made.leadership.release()
+    made.broker.close()
+    engine.dispose()
+
+
+def _lost(reaper: Reaper, build_id: int, *, cancel: bool = False) -> None:
+    """``build_id`` BUILDING on a worker whose last heartbeat is a minute old."""
+    with session_scope(reaper.factory) as db:
+        assert svc.claim(db, build_id, "gone:1:slot") is not None
+        db.execute(
+            update(Build)
+            .where(Build.id == build_id)
+            .values(heartbeat_on=utcnow() - timedelta(seconds=60), cancel_requested=cancel)
+        )
+
+
+def _row(reaper: Reaper, build_id: int) -> Build:
+    with session_scope(reaper.factory) as db:
+        return db.get_one(Build, build_id)
+
+
+def test_lost_build_is_requeued_with_backoff_then_fails(settings: Settings, reaper: Reaper) -> None:
+    with client_for(settings) as client:
+        build_id = submit(client)
+    _lost(reaper, build_id)
+    reaper.reap()
+    row = _row(reaper, build_id)
+    assert row.status == "QUEUED" and row.attempt == 1 and row.status_info is not None
+    assert row.status_info.startswith("requeued: worker_lost: no heartbeat from gone:1:slot")
+    assert row.dispatched_on is not None and row.dispatched_on > utcnow() + timedelta(seconds=5)
+    assert reaper.broker.depth()["builds"] == 1  # sent once, with its countdown
+    _lost(reaper, build_id)  # attempt 2 (the last) is lost too
+    reaper.reap()
+    row = _row(reaper, build_id)
+    assert row.status == "FAILED" and row.attempt == 2
+    assert row.status_info is not None and row.status_info.endswith("(after 2 attempts)")
+    assert reaper.broker.depth()["builds"] == 1  # a failed build is not sent
+
+
+def test_W11_lost_canceled_build_is_never_requeued(settings: Settings, reaper: Reaper) -> None:
+    with client_for(settings) as client:
+        build_id = submit(client)
+    _lost(reaper, build_id, cancel=True)
+    reaper.reap()
+    row = _row(reaper, build_id)
+    # one terminal state for a requested cancel, whoever ends it (the worker or the reaper)
+    assert row.status == "CANCELED" and row.status_info == "canceled: by request"
+    reaper.reap()
+    assert _row(reaper, build_id).status == "CANCELED"
+
+
+def test_D8_unsent_builds_are_sent_once(settings: Settings, reaper: Reaper) -> None:
+    with client_for(settings) as client:
+        ids = [submit(client, name=f"env{n}") for n in range(3)]
+    reaper.reap()
+    assert reaper.broker.depth()["builds"] == 3
+    assert all(_row(reaper, i).dispatched_on is not None for i in ids)
+    reaper.reap()  # sent recently: not again
+    assert reaper.broker.depth()["builds"] == 3
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_one_leader_among_reapers(reaper: Reaper) -> None:
+    other = Leadership(reaper.settings, reaper.leadership.engine)
+    assert reaper.leadership.held() is True
+    assert other.held() is False  # the lock is taken
+    reaper.leadership.release()  # the leader goes away: its connection closes
+    assert other.held() is True
+    other.release()

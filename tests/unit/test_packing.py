@@ -1,0 +1,112 @@
+"""Packing a prefix (issue 11): one read for the archive and the image layer, zstd or gzip
+layers, the same bytes whatever the number of compression threads."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from envstore.artifacts.oci import LAYER_MEDIA_TYPE, ZSTD_LAYER_MEDIA_TYPE, build_image
+from envstore.artifacts.stage import produce_artifacts
+from envstore.artifacts.tarball import TreeOptions, TreeOutput, write_tree, write_trees
+
+
+@pytest.fixture
+def prefix(tmp_path: Path) -> Path:
+    root = tmp_path / "envs" / "build-1"
+    (root / "bin").mkdir(parents=True)
+    (root / "lib").mkdir()
+    (root / "bin" / "tool").write_text(f"#!{root}/bin/python\nprint('hi')\n")
+    (root / "bin" / "tool").chmod(0o755)
+    (root / "lib" / "big.bin").write_bytes(bytes(range(256)) * 8192)  # over the 1 MiB flush
+    (root / "lib" / "embedded.so").write_bytes(b"\x7fELF\0" + str(root).encode() + b"/lib\0rest")
+    (root / "lib" / "link").symlink_to(root / "bin" / "tool")
+    return root
+
+
+def _members(data: bytes, compression: str) -> dict[str, bytes]:
+    if compression == "zstd":
+        data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    else:
+        data = gzip.decompress(data)
+    found = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member) if member.isfile() else None
+            found[member.name] = extracted.read() if extracted else member.linkname.encode()
+    return found
+
+
+def test_one_pass_writes_what_two_passes_write(prefix: Path) -> None:
+    archive = TreeOptions(old_prefix=str(prefix), new_prefix=str(prefix))
+    layer = TreeOptions(arcroot="opt/env", old_prefix=str(prefix), new_prefix="/opt/env")
+    alone = []
+    for options, compression in ((archive, "gzip"), (layer, "zstd")):
+        out = io.BytesIO()
+        alone.append((write_tree(prefix, out, options, compression), out.getvalue()))
+    outs = [io.BytesIO(), io.BytesIO()]
+    together = write_trees(
+        prefix, [TreeOutput(outs[0], archive, "gzip"), TreeOutput(outs[1], layer, "zstd")]
+    )
+    assert together == [digests for digests, _ in alone]
+    assert [out.getvalue() for out in outs] == [data for _, data in alone]
+
+    packed = _members(outs[0].getvalue(), "gzip")
+    assert packed["bin/tool"].startswith(f"#!{prefix}/bin/python".encode())
+    assert packed["lib/link"] == b"../bin/tool"  # an absolute link into the prefix: relative
+    manifest = json.loads(packed[".envstore/relocate.json"])
+    assert manifest["prefix"] == str(prefix)
+    assert sorted(manifest["files"]) == [["bin/tool", "text"], ["lib/embedded.so", "binary"]]
+    image = _members(outs[1].getvalue(), "zstd")
+    assert image["opt/env/bin/tool"].startswith(b"#!/opt/env/bin/python")
+    padded = image["opt/env/lib/embedded.so"]
+    assert padded.startswith(b"\x7fELF\0/opt/env/lib\0") and len(padded) == len(
+        packed["lib/embedded.so"]
+    )
+    assert image["opt/env/lib/big.bin"] == packed["lib/big.bin"]
+
+
+def test_every_output_of_a_pass_rewrites_the_same_prefix(prefix: Path) -> None:
+    with pytest.raises(ValueError, match="same prefix"):
+        write_trees(
+            prefix,
+            [
+                TreeOutput(io.BytesIO(), TreeOptions(old_prefix="/a", new_prefix="/a")),
+                TreeOutput(io.BytesIO(), TreeOptions(old_prefix="/b", new_prefix="/b")),
+            ],
+        )
+
+
+@pytest.mark.parametrize(
+    ("compression", "media_type"), [("zstd", ZSTD_LAYER_MEDIA_TYPE), ("gzip", LAYER_MEDIA_TYPE)]
+)
+def test_image_is_reproducible_with_either_layer_compression(
+    prefix: Path, tmp_path: Path, compression: str, media_type: str
+) -> None:
+    digests = []
+    for n in range(2):
+        blobs = build_image(
+            prefix,
+            tmp_path / f"oci-{compression}-{n}",
+            image_prefix="/opt/env",
+            variables={"A": "1"},
+            compression=compression,  # type: ignore[arg-type]
+        )
+        digests.append(blobs[-1].digest)
+        layer = blobs[0]
+        assert layer.media_type == media_type
+        manifest = json.loads(blobs[-1].path.read_bytes())
+        assert manifest["layers"][0]["mediaType"] == media_type
+        assert "opt/env/bin/conda-unpack" in _members(layer.path.read_bytes(), compression)
+    assert digests[0] == digests[1]
+
+
+def test_packing_a_missing_prefix_fails_instead_of_an_empty_archive(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not at"):
+        produce_artifacts(tmp_path / "gone", tmp_path / "work", ["CONDA_PACK"], variables={})
