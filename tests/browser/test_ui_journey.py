@@ -178,6 +178,7 @@ def test_ui_journey(
     context.close()
 
     _viewer_sees_no_controls(browser, base, first)
+    _admin_reviews_policy_and_audit(browser, base, shots)
 
 
 def _token_round_trip(page: Any, base: str, shots: Path) -> None:
@@ -249,4 +250,42 @@ def _viewer_sees_no_controls(browser: Any, base: str, first: int) -> None:
     # and a page he may not open is a page that says so
     page.goto(f"{base}/ui/env/team/demo/edit/")
     assert page.locator("h1").inner_text() == "Not allowed"
+    context.close()
+
+
+def _admin_reviews_policy_and_audit(browser: Any, base: str, shots: Path) -> None:
+    """The admin adds a deny rule to team on the policy page (a bad value first: the error is
+    on the page); the page names the environment it now breaks, and the audit log shows the
+    change with its old and new value."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    sign_in(page, base, "root")
+    page.get_by_role("link", name="Policy").click()
+    page.get_by_label("Namespace").fill("team")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_url(re.compile(r".*/ui/policy/\?namespace=team.*"))
+    assert page.locator(".violations").count() == 0
+    rule = '[{"name": "liba", "version": ">=2", "reason": "CVE-2026-0001"}]'
+    page.get_by_label("Setting", exact=True).select_option("denied_packages")
+    page.get_by_label("Value").fill("not json and not a list")
+    page.get_by_role("button", name="Save").click()
+    assert "denied_packages" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Value").fill(rule)
+    page.get_by_role("button", name="Save").click()
+    assert "denied_packages set" in page.locator(".notice").inner_text()
+    assert "team/demo" in page.locator(".violations").inner_text()
+    assert "CVE-2026-0001" in page.locator(".violations").inner_text()
+    check_page(page)
+    page.screenshot(path=str(shots / "policy.png"), full_page=True)
+    page.get_by_role("link", name="Audit").click()
+    page.get_by_label("Kind").fill("setting.")
+    page.get_by_role("button", name="Filter").click()
+    first = page.locator(".audit-table tbody tr").first
+    assert "setting.update" in first.inner_text() and "team" in first.inner_text()
+    page.get_by_role("link", name="Clear").click()
+    assert page.locator(".audit-table tbody tr").count() > 5
+    page.locator(".audit-table summary").first.click()  # the change: old and new value
+    assert "CVE-2026-0001" in page.locator(".audit-table details").first.inner_text()
+    check_page(page)
+    page.screenshot(path=str(shots / "audit.png"))
     context.close()

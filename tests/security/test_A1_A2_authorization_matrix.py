@@ -107,6 +107,9 @@ MATRIX: dict[tuple[str, str], str] = {
     ("POST", "/ui/namespaces/"): "gate",
     ("POST", "/ui/namespaces/{namespace}/delete/"): "object",
     ("POST", "/ui/namespaces/{namespace}/roles/"): "object",
+    ("GET", "/ui/policy/"): "gate",
+    ("POST", "/ui/policy/"): "gate",
+    ("GET", "/ui/audit/"): "gate",
     (
         "GET",
         "/metrics",
@@ -138,6 +141,7 @@ FORMS: dict[tuple[str, str], dict[str, str]] = {
     ("POST", "/ui/namespaces/"): {"name": "bob"},
     ("POST", "/ui/namespaces/{namespace}/delete/"): {"confirm": "not-the-name"},
     ("POST", "/ui/namespaces/{namespace}/roles/"): {"entity": "alice", "role": "admin"},
+    ("POST", "/ui/policy/"): {"namespace": "bob", "key": "max_packages", "value": "50"},
 }
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/namespace/{namespace}/role"): {"other_namespace": "alice"},

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from envstore.api.deps import On, Require
 from envstore.auth import Principal
-from envstore.ui import admin, forms, pages
+from envstore.ui import admin, forms, governance, pages
 from envstore.ui.render import STATIC_DIR, error_page
 
 __all__ = ["error_page", "install_ui", "is_ui_path"]
@@ -24,7 +24,7 @@ __all__ = ["error_page", "install_ui", "is_ui_path"]
 
 def install_ui(app: FastAPI, prefix: str) -> None:
     """Add the UI's routes and static files under ``{prefix}/ui/``, and ``{prefix}/`` → there."""
-    for module in (pages, forms, admin):
+    for module in (pages, forms, admin, governance):
         app.include_router(module.router, prefix=f"{prefix}/ui")
     app.mount(f"{prefix}/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 

@@ -35,8 +35,12 @@ __all__ = [
 _HERE = Path(__file__).parent
 STATIC_DIR = _HERE / "static"
 
-# Pages that later issues add; a nav item turns into a link once its route exists (see nav()).
-_PLANNED = (("Policy", "policy"), ("Audit", "audit"))
+# Governance pages: a nav item is a link once its route exists (see _nav()), greyed out
+# before; shown only to callers who hold the page's permission somewhere.
+_PLANNED = (
+    ("Policy", "policy", Permission.SETTING_READ),
+    ("Audit", "audit", Permission.AUDIT_READ),
+)
 
 
 def _environment() -> Environment:
@@ -138,6 +142,24 @@ def check_csrf(request: Request, form: dict[str, str]) -> None:
         raise Forbidden("this form expired or did not come from this site; reload and try again")
 
 
+def _route_paths(request: Request) -> frozenset[str]:
+    """Every route path of the app, included routers flattened (FastAPI >= 0.16x keeps them
+    nested, so ``app.routes`` alone lists only the top level); computed once per app."""
+    cached: frozenset[str] | None = getattr(request.app.state, "ui_route_paths", None)
+    if cached is not None:
+        return cached
+    found: set[str] = set()
+    for route in request.app.routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            found.update(context.path for context in contexts())
+        else:
+            found.add(getattr(route, "path", ""))
+    paths = frozenset(found)
+    request.app.state.ui_route_paths = paths
+    return paths
+
+
 def _nav(request: Request, who: Principal | None) -> list[dict[str, Any]]:
     prefix = ui_state(request).settings.url_prefix
     items: list[dict[str, Any]] = [
@@ -149,8 +171,10 @@ def _nav(request: Request, who: Principal | None) -> list[dict[str, Any]]:
         items.append({"label": "Tokens", "href": f"{prefix}/ui/tokens/", "key": "tokens"})
     if who is not None and who.can_somewhere(Permission.NAMESPACE_CREATE):
         items.append({"label": "Namespaces", "href": f"{prefix}/ui/namespaces/", "key": "ns"})
-    paths = {getattr(route, "path", "") for route in request.app.routes}
-    for label, key in _PLANNED:
+    paths = _route_paths(request)
+    for label, key, permission in _PLANNED:
+        if who is not None and not who.can_somewhere(permission):
+            continue
         href = f"{prefix}/ui/{key}/"
         items.append({"label": label, "key": key, "href": href if href in paths else None})
     return items
