@@ -36,7 +36,9 @@ VIEWPORT = {"width": 1280, "height": 800}
 PASSWORDS = {"root": "pw-root-1234", "alice": "pw-alice-1234", "bob": "pw-bob-1234"}
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API runs an event loop in this thread while it
+# is open, and every later test that calls asyncio.run() (indexing a conda channel) would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI") == "true":
