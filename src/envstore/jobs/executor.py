@@ -54,6 +54,31 @@ class _Outcome:
     interrupted: bool = False  # the server is shutting down and the grace period ran out
 
 
+def durably(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    events: BuildEvents,
+    build_id: int,
+    action: Callable[[Session], T],
+) -> T:
+    """Run ``action`` on ``build_id`` in a transaction, retrying while the database is
+    unavailable (D1): a build's (or pack job's) outcome is never lost to a database blip, for
+    up to ``db_retry_seconds``; waiters on the build are woken afterwards."""
+    deadline = time.monotonic() + settings.db_retry_seconds
+    pause = 0.25
+    while True:
+        try:
+            with session_scope(factory) as db:
+                outcome = action(db)
+            events.changed(build_id)
+            return outcome
+        except Unavailable:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
 class BuildExecutor:
     def __init__(
         self,
@@ -214,22 +239,7 @@ class BuildExecutor:
         return True
 
     def _durably(self, build_id: int, action: Callable[[Session], T]) -> T:
-        """Run ``action`` on ``build_id`` in a transaction, retrying while the database is
-        unavailable (D1): a build's outcome is never lost to a database blip, for up to
-        ``db_retry_seconds``."""
-        deadline = time.monotonic() + self.settings.db_retry_seconds
-        pause = 0.25
-        while True:
-            try:
-                with session_scope(self.factory) as db:
-                    outcome = action(db)
-                self.events.changed(build_id)
-                return outcome
-            except Unavailable:
-                if time.monotonic() + pause > deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
+        return durably(self.settings, self.factory, self.events, build_id, action)
 
     def _conclude(
         self, claimed: svc.ClaimedBuild, outcome: _Outcome, prefix: Path, work: Path

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from envstore.db.engine import session_scope
 from envstore.errors import Unavailable
 from envstore.jobs.events import BuildEvents
+from envstore.jobs.executor import durably
 from envstore.jobs.runners import BuildSession, RunnerPool
 from envstore.pipeline.contract import (
     FAILURE_FILE,
@@ -231,17 +232,4 @@ class PackExecutor:
         return True
 
     def _durably(self, build_id: int, action: Callable[[Session], T]) -> T:
-        """Run ``action`` in a transaction, retrying while the database is away (D1)."""
-        deadline = time.monotonic() + self.settings.db_retry_seconds
-        pause = 0.25
-        while True:
-            try:
-                with session_scope(self.factory) as db:
-                    outcome = action(db)
-                self.events.changed(build_id)
-                return outcome
-            except Unavailable:
-                if time.monotonic() + pause > deadline:
-                    raise
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
+        return durably(self.settings, self.factory, self.events, build_id, action)
