@@ -119,7 +119,7 @@ def test_I10_governance_journey(server: ServerProcess, tmp_path: Path) -> None:
     assert info.startswith("policy_violation: liba 2.0 (conda) is refused by denied_packages")
     assert "'liba >=2' (namespace team): CVE-2024-0001" in info
     assert "pulled in by app -> libmid -> liba" in info
-    assert not list((server.store / "envs" / "team").glob(f"*-{failed}-sci")), "installed"
+    assert not list((server.store / "builds" / "team").glob(f"*-{failed}-sci")), "installed"
 
     # the same from real PyPI: jsonpatch requires jsonpointer
     reqs = tmp_path / "requirements.txt"
@@ -128,7 +128,7 @@ def test_I10_governance_journey(server: ServerProcess, tmp_path: Path) -> None:
     info = _build(server, admin, pypi_failed)["status_info"]
     assert "jsonpointer" in info and "denied_packages 'jsonpointer >=2'" in info, info
     assert "licence under review" in info and "pulled in by jsonpatch -> jsonpointer" in info
-    assert not list((server.store / "envs" / "team").glob(f"*-{pypi_failed}-web"))
+    assert not list((server.store / "builds" / "team").glob(f"*-{pypi_failed}-web"))
 
     # and in the pip: section of a conda environment, checked before pip installs anything
     mixed = tmp_path / "mixed.yaml"
@@ -137,7 +137,7 @@ def test_I10_governance_journey(server: ServerProcess, tmp_path: Path) -> None:
     mixed_failed, _ = _submit(alice, mixed, "mixed", code=1)
     info = _build(server, admin, mixed_failed)["status_info"]
     assert "jsonpointer" in info and "pulled in by jsonpatch -> jsonpointer" in info, info
-    assert not list((server.store / "envs" / "team").glob(f"*-{mixed_failed}-mixed"))
+    assert not list((server.store / "builds" / "team").glob(f"*-{mixed_failed}-mixed"))
 
     # freeze_date: the namespace's solves are as of 2023-06-01, before liba 2.0 was published
     root("settings", "set", "team", "freeze_date=2023-06-01")

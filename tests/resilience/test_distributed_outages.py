@@ -137,10 +137,10 @@ def test_W12_worker_sigkilled_with_40_builds_in_flight(
         logs = "".join(w.log.read_text() for w in cluster.workers)
         assert logs.count("'COMPLETED'") == 40  # no build completed twice
         keys = {b["build_key"] for b in builds}
-        envs = cluster.store / "envs" / "default"
-        assert {p.name for p in envs.iterdir() if not p.is_symlink()} == keys
+        prefixes = cluster.store / "builds" / "default"  # one prefix per build (D7 layout)
+        assert {p.name for p in prefixes.iterdir()} == keys
         for build in builds:  # every environment complete, none half-written
-            site = envs / build["build_key"] / "lib" / "python3.11" / "site-packages"
+            site = prefixes / build["build_key"] / "lib" / "python3.11" / "site-packages"
             assert (site / "w12pkg" / "__init__.py").read_text() == "VERSION = '1.0'\n"
             types = [a["artifact_type"] for a in build["build_artifacts"]]
             assert sorted(types) == sorted(set(types))
@@ -183,6 +183,9 @@ def test_S3_artifacts_end_to_end_through_the_api(
             old = api.wait_for(api.submit("s3pkg==1.0\n", name="s3"), TERMINAL, timeout=60)
             new = api.wait_for(api.submit("s3pkg==2.0\n", name="s3"), TERMINAL, timeout=60)
             assert old["status"] == new["status"] == "COMPLETED"
+            # the archive is packed after COMPLETED, by a task of the artifacts queue
+            api.wait_for_artifacts(old["id"], timeout=60)
+            api.wait_for_artifacts(new["id"], timeout=60)
             old_blobs = _verified_downloads(api, database, old["id"])
             new_blobs = _verified_downloads(api, database, new["id"])
             stored = _objects(s3)
@@ -198,6 +201,9 @@ def test_S3_artifacts_end_to_end_through_the_api(
                 time.sleep(0.3)
             assert new_blobs <= _objects(s3)
             assert _verified_downloads(api, database, new["id"]) == new_blobs
+        except BaseException:
+            print(cluster.logs())
+            raise
         finally:
             cluster.close()
 

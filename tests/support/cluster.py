@@ -119,7 +119,9 @@ class Cluster:
         self.apis.append(server.start())
         return server
 
-    def worker(self, concurrency: int = 2, queues: str = "builds,gc", **env: str) -> WorkerProcess:
+    def worker(
+        self, concurrency: int = 2, queues: str = "builds,artifacts,gc", **env: str
+    ) -> WorkerProcess:
         log = self.root / f"worker-{len(self.workers)}.log"
         worker = WorkerProcess({**self.env, **env}, log, concurrency, queues).start()
         self.workers.append(worker)

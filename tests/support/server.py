@@ -109,6 +109,18 @@ class ServerProcess:
             f"build {build_id} still {self.build(build_id)['status']} after {timeout}s"
         )
 
+    def wait_for_artifacts(self, build_id: int, timeout: float = 120.0) -> dict[str, Any]:
+        """The build once its pack job (archive, image) has ended: they are made after
+        COMPLETED. Fails if the pack job failed or did not end in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            build = self.build(build_id)
+            if build.get("artifacts_status") in ("COMPLETED", "FAILED", None):
+                assert build.get("artifacts_status") != "FAILED", build["artifacts_status_info"]
+                return build
+            time.sleep(0.1)
+        raise AssertionError(f"artifacts of build {build_id} not packed after {timeout}s")
+
 
 def processes_mentioning(text: str) -> list[int]:
     """Pids of live processes whose command line or working directory contains ``text``

@@ -65,9 +65,8 @@ class ArtifactStatus(enum.StrEnum):
 def packed_artifacts(effective: Iterable[str]) -> list[str]:
     """Which of a build's effective ``build_artifacts`` a pack job makes, in a fixed order.
 
-    ``effective`` is the build's list after every setting that applies (server-wide today;
-    per namespace and environment once policies exist): this is the one place that turns it
-    into the pack job's work."""
+    ``effective`` is the build's list after every policy level that applies
+    (``services.packing.effective_build_artifacts``)."""
     chosen = set(effective)
     return [kind for kind in FILE_ARTIFACTS if kind in chosen]
 

@@ -84,6 +84,7 @@ class WorkerRuntime:
     def _send_pack(self, build_id: int) -> None:
         try:
             self.broker.send_pack(build_id)
+            log.info("build %s: pack job sent to the artifacts queue", build_id)
         except Exception as exc:  # the job stays QUEUED in the database, where it is visible
             log.warning("build %s: pack job not dispatched now (%s)", build_id, exc)
 

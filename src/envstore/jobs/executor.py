@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from envstore.core.builds import BuildStatus
+from envstore.core.builds import BuildStatus, packed_artifacts
 from envstore.db.engine import session_scope
 from envstore.errors import Conflict, Unavailable
 from envstore.jobs.events import BuildEvents
@@ -284,11 +284,14 @@ class BuildExecutor:
     def _publish(self, claimed: svc.ClaimedBuild, result: BuildResult, prefix: Path) -> None:
         key = str(prefix.relative_to(self.settings.store_dir))
 
+        packs: list[str] = []
+
         def record(db: Session) -> tuple[bool, bool]:
             # The archive and image are made after COMPLETED, by a pack job queued here.
             kinds = effective_build_artifacts(
                 db, self.settings, claimed.namespace, claimed.environment
             )
+            packs[:] = packed_artifacts(kinds)
             return svc.publish(db, self.blobs, claimed, result, key, kinds)
 
         published, switched = self._durably(claimed.id, record)
@@ -307,7 +310,7 @@ class BuildExecutor:
             f"[envstore] build {claimed.id} COMPLETED: {len(result.packages)} packages, "
             f"{result.size} bytes at {prefix}\n",
         )
-        if self.on_artifacts_queued is not None:
+        if packs and self.on_artifacts_queued is not None:  # a pack job was queued
             self.on_artifacts_queued(claimed.id)
 
     def _log_diff(self, build_id: int) -> None:
