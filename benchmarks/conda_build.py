@@ -155,7 +155,9 @@ def main() -> None:
         allow = json.dumps([f"file://{root}/"])  # the generated channel's root (I12)
         settings = {"ENVSTORE_BUILD_ARTIFACTS": "[]", "ENVSTORE_CHANNEL_ALLOW": allow}
         ours = envstore_runs(root / "store", spec, args.runs, settings)
-        full = envstore_runs(root / "store-full", spec, args.runs, {})
+        full = envstore_runs(
+            root / "store-full", spec, args.runs, {"ENVSTORE_CHANNEL_ALLOW": allow}
+        )
         bare_rattler(channel.url, root / "raw-cache", root / "raw-warmup")
         raw = [
             bare_rattler(channel.url, root / "raw-cache", root / f"raw-{n}")
