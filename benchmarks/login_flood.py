@@ -13,42 +13,23 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.login_flood import measure
-from tests.support.server import ENVSTORE, ServerProcess
+from tests.support.login_flood import measure, signed_in_server
 
 
 def run(env: dict[str, str], connections: int, seconds: float) -> None:
     store = Path(tempfile.mkdtemp(prefix="envstore-flood-")) / "store"
-    server = ServerProcess(store, env={"ENVSTORE_WORKERS": "0", **env})
-    subprocess.run(
-        [ENVSTORE, "user", "add", "alice", "--password-stdin"],
-        input="password-alice\n",
-        text=True,
-        check=True,
-        env=server.env,
-        capture_output=True,
-    )
-    server.start()
     try:
-        server.submit("six==1.16.0\n", name="tools")
-        login = httpx.post(
-            f"{server.url}/login/", json={"username": "alice", "password": "password-alice"}
-        )
-        cookie = login.cookies["conda-store-auth"]
-        print("  alone:   ", measure(server.url, cookie, connections=0, seconds=seconds).summary())
-        flooded = measure(server.url, cookie, connections=connections, seconds=seconds)
-        print("  flooded: ", flooded.summary())
+        with signed_in_server(store, env) as (url, cookie):
+            print("  alone:   ", measure(url, cookie, connections=0, seconds=seconds).summary())
+            flooded = measure(url, cookie, connections=connections, seconds=seconds)
+            print("  flooded: ", flooded.summary())
     finally:
-        server.stop()
         shutil.rmtree(store.parent, ignore_errors=True)
 
 

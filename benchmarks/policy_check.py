@@ -87,6 +87,7 @@ def main() -> None:
         env = {
             "ENVSTORE_ANONYMOUS_ROLE_BINDINGS": json.dumps({"*/*": ["admin"]}),
             "ENVSTORE_BUILD_ARTIFACTS": "[]",
+            "ENVSTORE_CHANNEL_ALLOW": json.dumps([f"file://{root}/"]),  # the generated channel
         }
         server = ServerProcess(root / "store", env=env).start()
         try:

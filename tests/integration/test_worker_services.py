@@ -3,6 +3,7 @@ with a cap), requeue/fail after lost attempts."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -169,3 +170,56 @@ def test_publish_switches_current_build_only_forward(client: TestClient) -> None
     complete(client, one)  # an older build finishing late does not replace the newer one
     env = client.get("/api/v1/environment/default/env1/").json()["data"]
     assert env["current_build_id"] == two
+
+
+def test_publish_switches_the_link_before_anyone_can_see_the_build_completed(
+    client: TestClient,
+) -> None:
+    """COMPLETED means usable: the environment's link is switched inside the publishing
+    transaction, so a reader never sees the build COMPLETED with the old link in place."""
+    from envstore.pipeline.contract import BuildResult
+
+    build_id = submit(client)
+    state = client.app.state.envstore  # type: ignore[attr-defined]
+    with session_scope(state.factory) as db:
+        claimed = svc.claim(db, build_id, "host:1:0")
+    assert claimed is not None
+    seen: list[str] = []
+
+    def switch_link() -> None:  # what another client reads at the moment the link moves
+        seen.append(client.get(f"/api/v1/build/{build_id}/").json()["data"]["status"])
+
+    with session_scope(state.factory) as db:
+        published, switched = svc.publish(
+            db, state.blobs, claimed, BuildResult("x", "y", [], 0), "p", (), switch_link
+        )
+    assert (published, switched) == (True, True)
+    assert seen == ["BUILDING"]
+    assert client.get(f"/api/v1/build/{build_id}/").json()["data"]["status"] == "COMPLETED"
+
+
+def test_D1_a_publish_replayed_after_a_lost_commit_answer_is_not_undone(
+    client: TestClient,
+) -> None:
+    """The executor replays a publish whose commit raised (D1). If that commit had in fact
+    succeeded, the replay must answer "published" again: answering "not published" made the
+    executor delete the prefix of a COMPLETED build."""
+    from envstore.pipeline.contract import BuildResult
+
+    build_id = submit(client)
+    state = client.app.state.envstore  # type: ignore[attr-defined]
+    with session_scope(state.factory) as db:
+        claimed = svc.claim(db, build_id, "host:1:0")
+    assert claimed is not None
+    result = BuildResult("x", "y", [], 0)
+    with session_scope(state.factory) as db:
+        first = svc.publish(db, state.blobs, claimed, result, "p")
+    with session_scope(state.factory) as db:
+        replay = svc.publish(db, state.blobs, claimed, result, "p")
+    assert first == replay == (True, True)
+    other = dataclasses.replace(claimed, worker_id="host:2:0")
+    with session_scope(state.factory) as db:  # someone else's attempt is still refused
+        assert svc.publish(db, state.blobs, other, result, "p") == (False, False)
+    data = client.get(f"/api/v1/build/{build_id}/").json()["data"]
+    assert data["status"] == "COMPLETED"
+    assert sorted(a["artifact_type"] for a in data["build_artifacts"]).count("LOCKFILE") == 1

@@ -47,8 +47,14 @@ def test_W8_cancel_while_building(server: ServerProcess, index: LocalIndex) -> N
     index.delay = 120
     build_id = server.submit("w8pkg==1.0\n", name="w8")
     build = server.wait_for(build_id, {"BUILDING"}, timeout=30)
-    time.sleep(0.5)  # let the child get into uv
-    assert processes_mentioning(str(build["build_key"])) or processes_mentioning(f"{build_id}-1")
+    # the runner works in the build's work directory once it has taken the request (on a
+    # loaded machine that can be seconds after BUILDING): wait for it, then cancel
+    deadline = time.monotonic() + 30
+    while not (
+        processes_mentioning(str(build["build_key"])) or processes_mentioning(f"/{build_id}-1")
+    ):
+        assert time.monotonic() < deadline, "no process of the build appeared"
+        time.sleep(0.1)
     started = time.monotonic()
     response = server.api("PUT", f"/build/{build_id}/cancel/")
     assert response.status_code == 200

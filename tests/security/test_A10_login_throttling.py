@@ -3,11 +3,9 @@ flood of logins does not starve authenticated reads (password checks are bounded
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -15,8 +13,7 @@ from envstore.auth.throttle import LoginThrottle
 from envstore.settings import Settings
 from tests.integration.helpers import client_for, make_user
 from tests.security.conftest import migrated_sqlite
-from tests.support.login_flood import measure
-from tests.support.server import ENVSTORE, ServerProcess
+from tests.support.login_flood import measure, signed_in_server
 
 
 class Clock:
@@ -96,29 +93,11 @@ def test_A10_wrong_passwords_then_429_with_retry_after(client: TestClient) -> No
 def test_A10_login_flood_does_not_starve_authenticated_reads(tmp_path: Path) -> None:
     # Thresholds out of the way: every flooding request costs a full Argon2 check.
     env = {
-        "ENVSTORE_WORKERS": "0",
         "ENVSTORE_LOGIN_MAX_FAILURES_PER_ADDRESS": "1000000",
         "ENVSTORE_LOGIN_MAX_FAILURES_PER_USER": "1000000",
     }
-    server = ServerProcess(tmp_path / "store", env=env)
-    subprocess.run(
-        [ENVSTORE, "user", "add", "alice", "--password-stdin"],
-        input="password-alice\n",
-        text=True,
-        check=True,
-        env=server.env,
-        capture_output=True,
-    )
-    server.start()
-    try:
-        server.submit("six==1.16.0\n", name="tools")
-        login = httpx.post(
-            f"{server.url}/login/", json={"username": "alice", "password": "password-alice"}
-        )
-        cookie = login.cookies["conda-store-auth"]
-        flooded = measure(server.url, cookie, connections=48, seconds=4)
-    finally:
-        server.stop()
+    with signed_in_server(tmp_path / "store", env) as (url, cookie):
+        flooded = measure(url, cookie, connections=48, seconds=4)
     print(flooded.summary())
     assert flooded.statuses.get(403, 0) > 10  # the flood was real: passwords were checked
     # Starvation put reads at seconds (590 ms median, 8.3 s max before the fix); the goal

@@ -7,11 +7,17 @@ starvation) and ``benchmarks/login_flood.py`` (the figures).
 from __future__ import annotations
 
 import statistics
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+
+from tests.support.server import ENVSTORE, ServerProcess
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,30 @@ class FloodResult:
             f"{self.reads} reads: p50 {self.p50 * 1000:.0f} ms, p99 {self.p99 * 1000:.0f} ms, "
             f"max {self.worst * 1000:.0f} ms; {self.logins} login attempts {self.statuses}"
         )
+
+
+@contextmanager
+def signed_in_server(store: Path, env: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """``envstore serve`` (no build workers) on ``store`` with ``alice`` signed in and an
+    environment ``default/tools`` to read: yields (server URL, alice's login cookie)."""
+    server = ServerProcess(store, env={"ENVSTORE_WORKERS": "0", **env})
+    subprocess.run(
+        [ENVSTORE, "user", "add", "alice", "--password-stdin"],
+        input="password-alice\n",
+        text=True,
+        check=True,
+        env=server.env,
+        capture_output=True,
+    )
+    server.start()
+    try:
+        server.submit("six==1.16.0\n", name="tools")
+        login = httpx.post(
+            f"{server.url}/login/", json={"username": "alice", "password": "password-alice"}
+        )
+        yield server.url, login.cookies["conda-store-auth"]
+    finally:
+        server.stop()
 
 
 def _flood(url: str, stop: threading.Event, counts: dict[int, int], lock: threading.Lock) -> None:

@@ -7,6 +7,7 @@ special. The schema is owned by Alembic (``envstore db upgrade``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,13 +73,23 @@ def session_scope(factory: SessionFactory) -> Iterator[Session]:
         yield session
         session.commit()
     except OperationalError as exc:
-        session.rollback()
+        _discard(session)  # its connection is most likely dead: rolling back may fail too
         raise Unavailable(f"database unavailable: {exc.orig}") from exc
     except BaseException:
-        session.rollback()
+        _discard(session)
         raise
-    finally:
+    session.close()
+
+
+def _discard(session: Session) -> None:
+    """Roll back and close after an error; a connection lost meanwhile is invalidated (the
+    pool replaces it) rather than raised over the error that matters."""
+    try:
+        session.rollback()
         session.close()
+    except OperationalError:
+        with contextlib.suppress(Exception):
+            session.invalidate()
 
 
 def alembic_config(url: str) -> Config:

@@ -9,6 +9,7 @@ requests.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 import time
@@ -283,7 +284,7 @@ class BuildExecutor:
 
     def _publish(self, claimed: svc.ClaimedBuild, result: BuildResult, prefix: Path) -> None:
         key = str(prefix.relative_to(self.settings.store_dir))
-
+        link = _LinkSwitch(self, claimed)
         packs: list[str] = []
 
         def record(db: Session) -> tuple[bool, bool]:
@@ -292,19 +293,21 @@ class BuildExecutor:
                 db, self.settings, claimed.namespace, claimed.environment
             )
             packs[:] = packed_artifacts(kinds)
-            return svc.publish(db, self.blobs, claimed, result, key, kinds)
+            return svc.publish(db, self.blobs, claimed, result, key, kinds, link.switch)
 
-        published, switched = self._durably(claimed.id, record)
+        try:
+            published, _ = self._durably(claimed.id, record)
+        except BaseException:
+            link.restore()  # the build was not recorded: the link shows what it showed
+            raise
         if not published:
+            link.restore()
             shutil.rmtree(prefix, ignore_errors=True)
             self._log(claimed.id, "[envstore] not published: the build was canceled meanwhile\n")
             return
+        if link.problem:
+            self._log(claimed.id, f"[envstore] environment link not switched: {link.problem}\n")
         self._log_diff(claimed.id)
-        if switched:
-            try:
-                self.layout.publish(claimed.namespace, claimed.environment, claimed.build_key)
-            except Conflict as exc:  # the build is complete; only its link could not be made
-                self._log(claimed.id, f"[envstore] environment link not switched: {exc}\n")
         self._log(
             claimed.id,
             f"[envstore] build {claimed.id} COMPLETED: {len(result.packages)} packages, "
@@ -343,3 +346,35 @@ class BuildExecutor:
             claimed.id,
             lambda db: svc.finish_failed(db, claimed.id, status, info, claimed.worker_id),
         )
+
+
+class _LinkSwitch:
+    """Switches an environment's link to a build from inside the publishing transaction
+    (:func:`envstore.services.worker.publish`), and puts the previous target back if that
+    transaction does not commit."""
+
+    def __init__(self, executor: BuildExecutor, claimed: svc.ClaimedBuild) -> None:
+        self.layout = executor.layout
+        self.claimed = claimed
+        self.previous: str | None = None
+        self.switched = False
+        self.problem: str | None = None
+
+    def switch(self) -> None:
+        namespace, environment = self.claimed.namespace, self.claimed.environment
+        try:
+            link = self.layout.check_link(namespace, environment)
+            if not self.switched:
+                self.previous = str(link.readlink()) if link.is_symlink() else None
+            self.layout.publish(namespace, environment, self.claimed.build_key)
+            self.switched = True
+        except Conflict as exc:  # the build is complete; only its link could not be made
+            self.problem = str(exc)
+
+    def restore(self) -> None:
+        if not self.switched:
+            return
+        with contextlib.suppress(OSError, Conflict):
+            self.layout.restore_link(self.claimed.namespace, self.claimed.environment,
+                                     self.previous)  # fmt: skip
+        self.switched = False

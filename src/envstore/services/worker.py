@@ -8,7 +8,7 @@ current build in one transaction; the symlink follows the database, never leads 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -188,13 +188,23 @@ def publish(
     result: BuildResult,
     prefix_key: str,
     artifacts: Sequence[str] = (),
+    switch_link: Callable[[], None] | None = None,
 ) -> tuple[bool, bool]:
     """Record a successful build and make it current when it is the newest; queue the pack
     job of its archive and image when ``artifacts`` (its effective ``build_artifacts``) asks.
 
-    Returns (published, switched). Not published if the build was taken away from this worker
-    meanwhile (requeued, or canceled: then it is CANCELED here), and nothing is recorded."""
+    ``switch_link`` points the environment's link at the build; it is called inside the
+    transaction, with the environment's row locked, just before the commit: whoever sees the
+    build COMPLETED finds the link already switched, and two builds of one environment switch
+    it in the order of their commits. Returns (published, switched). Not published if the
+    build was taken away from this worker meanwhile (requeued, or canceled: then it is CANCELED
+    here), and nothing is recorded. A replay after a commit whose answer was lost (D1) finds
+    the build already COMPLETED by this attempt and answers as the first call did."""
     build = db.get_one(Build, claimed.id)
+    if build.status == BuildStatus.COMPLETED and build.worker_id == claimed.worker_id:
+        current = db.scalar(select(Environment.current_build_id).where(
+            Environment.id == build.environment_id))  # fmt: skip
+        return True, current == build.id
     if build.status != BuildStatus.BUILDING or build.worker_id != claimed.worker_id:
         return False, False
     if build.cancel_requested:  # the cancel came after the build process succeeded (W11)
@@ -226,7 +236,7 @@ def publish(
     build.size = result.size
     build.python_version = result.python_version
     build.ended_on = now
-    env = db.get_one(Environment, build.environment_id)
+    env = db.get_one(Environment, build.environment_id, with_for_update=True)
     switched = env.current_build_id is None or env.current_build_id < build.id
     if switched and env.deleted_on is None:
         db.add(
@@ -239,6 +249,9 @@ def publish(
             )
         )
         env.current_build_id = build.id
+        if switch_link is not None:
+            db.flush()  # the environment's row is now locked by this transaction
+            switch_link()
     db.commit()
     return True, switched and env.deleted_on is None
 

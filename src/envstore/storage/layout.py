@@ -97,6 +97,21 @@ class StoreLayout:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def restore_link(self, namespace: str, environment: str, target: str | None) -> None:
+        """Put back what :meth:`publish` replaced: the link's previous ``target`` as it was
+        read (``os.readlink``), or no link when there was none."""
+        link = self.check_link(namespace, environment)
+        if target is None:
+            if link.is_symlink():
+                link.unlink()
+            return
+        tmp = link.with_name(f".{environment}.{uuid.uuid4().hex[:16]}.tmp")
+        try:
+            tmp.symlink_to(target)
+            tmp.replace(link)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def remove_prefix(self, namespace: str, build_key: str) -> None:
         shutil.rmtree(self.prefix(namespace, build_key), ignore_errors=True)
         legacy = self.legacy_prefix(namespace, build_key)
