@@ -39,8 +39,12 @@ lint: dev
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
 
+# Two pytest workers (pytest-xdist), a test file each at a time: module fixtures (a browser, a
+# cluster) stay in one process. PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 2
+
 test: lint $(HUB_PROXY)/node_modules/.installed
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: dev
 	$(VENV)/bin/python benchmarks/pypi_build.py
