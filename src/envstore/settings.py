@@ -206,6 +206,11 @@ class Settings(BaseSettings):
         default=365 * 24 * 3600, ge=60, description="seconds; also the default expiry of tokens"
     )
     local_login: bool = Field(default=True, description="accept local accounts at /login/")
+    submit_quota_per_minute: int = Field(
+        default=120,
+        ge=0,
+        description="new builds one user may queue per minute before 429 (0: no quota)",
+    )
     login_max_failures_per_user: int = Field(
         default=10, ge=1, description="failed logins of one user name per window before 429"
     )

@@ -106,6 +106,7 @@ class Build(Base):
     __table_args__ = (
         Index("ix_build_status", "status"),
         Index("ix_build_environment", "environment_id", "id"),
+        Index("ix_build_submitter_time", "submitted_by", "scheduled_on"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

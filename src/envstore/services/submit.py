@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import yaml
@@ -33,12 +34,19 @@ from envstore.core.policy import apply_to_spec, check_lockfile_sources
 from envstore.core.policy_settings import EffectivePolicy
 from envstore.core.specs import EnvironmentSpec, SpecLimits, parse_specification
 from envstore.db.models import Build, Environment, Namespace, Specification, utcnow
-from envstore.errors import InvalidSpec, PayloadTooLarge, PolicyViolation
+from envstore.errors import InvalidSpec, PayloadTooLarge, PolicyViolation, TooManyRequests
 from envstore.services.audit import record
 from envstore.services.common import get_build
 from envstore.services.settings import effective_policy
 
-__all__ = ["PolicyInputs", "Submission", "Submitted", "rebuild", "submit"]
+__all__ = [
+    "PolicyInputs",
+    "Submission",
+    "Submitted",
+    "check_submit_quota",
+    "rebuild",
+    "submit",
+]
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 
@@ -372,3 +380,28 @@ def _new_build(
     db.flush()
     build.build_key = build_key(spec.sha256, now, build.id, env.name)
     return build
+
+
+def check_submit_quota(db: Session, who: Principal, per_minute: int) -> None:
+    """I11: refuse (429) a submission or rebuild from a user who has queued ``per_minute``
+    builds in the last minute; other users are not affected, and a resubmission that queues
+    nothing new does not count. ``per_minute`` 0 turns the quota off. Administrators of the
+    whole organisation (who may change the quota) are not limited."""
+    if per_minute <= 0 or not who.name or who.can_everywhere(Permission.SETTING_UPDATE):
+        return
+    now = utcnow()
+    window = timedelta(minutes=1)
+    recent = db.scalars(
+        select(Build.scheduled_on)
+        .where(Build.submitted_by == who.name, Build.scheduled_on > now - window)
+        .order_by(Build.scheduled_on.desc())
+        .limit(per_minute)
+    ).all()
+    if len(recent) < per_minute:
+        return
+    retry_after = max(1, math.ceil((recent[-1] + window - now).total_seconds()))
+    raise TooManyRequests(
+        f"submission quota: {who.name} queued {per_minute} builds in the last minute "
+        f"(submit_quota_per_minute); try again in {retry_after} s",
+        retry_after=retry_after,
+    )

@@ -15,7 +15,7 @@ from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.services import builds as svc
 from envstore.services.artifacts import artifact_bytes
-from envstore.services.submit import rebuild
+from envstore.services.submit import check_submit_quota, rebuild
 
 router = APIRouter(tags=["builds"])
 
@@ -62,6 +62,7 @@ def rebuild_build(
     state: State,
     build_id: Id,
 ) -> JSONBody:
+    check_submit_quota(db, who, state.settings.submit_quota_per_minute)
     build = rebuild(db, who, build_id, state.policy_inputs)
     state.wake_workers(build.id)
     return ok({"build_id": build.id}, f"build {build.id} queued to rebuild build {build_id}")

@@ -17,7 +17,7 @@ from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.errors import Forbidden
 from envstore.services.solve import SolveQuery, solve_specification
-from envstore.services.submit import Submission, submit
+from envstore.services.submit import Submission, check_submit_quota, submit
 
 router = APIRouter(tags=["specifications"])
 
@@ -61,6 +61,7 @@ def create_specification(
         is_lockfile=body.is_lockfile,
         as_of=as_of,
     )
+    check_submit_quota(db, who, state.settings.submit_quota_per_minute)
     submitted = submit(
         db, who, sub, state.limits, state.policy_inputs, state.settings.channel_rules
     )
