@@ -77,7 +77,7 @@ def test_W6b_redis_cut_while_a_build_completes_its_pack_job_is_sent_after(
             packed = api.wait_for_artifacts(build_id, timeout=60)
             assert packed["artifacts_status"] == "COMPLETED"
             _verified_archive(api, database, build_id)
-            assert _pack_results(worker) == ["packed"]  # sent once, by the leader reaper
+            assert _pack_results(worker).count("packed") == 1  # a duplicate does nothing
         except BaseException:
             print(cluster.logs())
             raise
@@ -117,7 +117,9 @@ def test_W1b_worker_sigkilled_mid_pack_another_worker_packs_it_whole(
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             payload = [m for m in tar.getmembers() if m.name.endswith("big_w1b/payload.bin")]
             assert [m.size for m in payload] == [BIG_PAYLOAD]
-        assert _pack_results(rescuer) == ["packed"]
+        # packed once: a second delivery (the reaper may send a job the worker is sending
+        # at the same moment) finds it claimed and does nothing
+        assert _pack_results(rescuer).count("packed") == 1 and not _pack_results(doomed)
         assert _attempts(database, build_id) == 2
         assert not Path(work).exists()  # the dead attempt's scratch directory is gone
     except BaseException:
