@@ -1,6 +1,7 @@
 """The distributed reaper (jobs/distributed.py) against the real broker (the local Redis) on
 SQLite and PostgreSQL: lost builds requeued with a backoff or FAILED after the last attempt,
-canceled ones never requeued (W11), unsent ones sent (D8), and one leader on PostgreSQL."""
+canceled ones never requeued (W11), unsent ones sent (D8), and one leader on PostgreSQL; pack
+jobs (archive, image) the same way: lost ones requeued or FAILED, unsent ones sent."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 
 from envstore.db.engine import make_engine, session_scope
-from envstore.db.models import Build, utcnow
+from envstore.db.models import ArtifactJob, Build, utcnow
 from envstore.jobs.celery_app import Broker
 from envstore.jobs.distributed import Leadership, Reaper
+from envstore.services import packing
 from envstore.services import worker as svc
 from envstore.settings import Settings
-from tests.integration.helpers import client_for, submit
+from tests.integration.helpers import client_for, complete, submit
 from tests.support.cluster import REDIS_URL
 
 
@@ -94,6 +96,66 @@ def test_D8_unsent_builds_are_sent_once(settings: Settings, reaper: Reaper) -> N
     assert all(_row(reaper, i).dispatched_on is not None for i in ids)
     reaper.reap()  # sent recently: not again
     assert reaper.broker.depth()["builds"] == 3
+
+
+def _completed(settings: Settings, name: str = "env1") -> int:
+    """A COMPLETED build whose pack job (its archive) is QUEUED and was never sent."""
+    with client_for(settings) as client:
+        build_id = submit(client, name=name)
+        complete(client, build_id, artifacts=("LOCKFILE", "YAML", "LOGS", "CONDA_PACK"))
+    return build_id
+
+
+def _lost_pack(reaper: Reaper, build_id: int) -> None:
+    """``build_id``'s pack job PACKING on a worker whose last heartbeat is a minute old."""
+    with session_scope(reaper.factory) as db:
+        assert packing.claim_pack(db, reaper.settings, build_id, "gone:1:slot") is not None
+        db.execute(
+            update(ArtifactJob)
+            .where(ArtifactJob.build_id == build_id)
+            .values(heartbeat_on=utcnow() - timedelta(seconds=60))
+        )
+
+
+def _job(reaper: Reaper, build_id: int) -> ArtifactJob:
+    with session_scope(reaper.factory) as db:
+        return db.get_one(ArtifactJob, build_id)
+
+
+def test_D8_unsent_pack_jobs_are_sent_once(settings: Settings, reaper: Reaper) -> None:
+    ids = [_completed(settings, name=f"env{n}") for n in range(2)]
+    assert reaper.broker.depth()["artifacts"] == 0
+    reaper.reap()
+    assert reaper.broker.depth()["artifacts"] == 2
+    assert all(_job(reaper, i).dispatched_on is not None for i in ids)
+    reaper.reap()  # sent recently: not again
+    assert reaper.broker.depth()["artifacts"] == 2
+
+
+def test_lost_pack_job_is_requeued_with_backoff_then_fails(
+    settings: Settings, reaper: Reaper
+) -> None:
+    build_id = _completed(settings)
+    reaper.reap()  # sent once (the message the worker lost below had taken)
+    work = reaper.settings.work_dir / f"pack-{build_id}-1"
+    work.mkdir(parents=True)  # what the lost attempt left
+    _lost_pack(reaper, build_id)
+    with session_scope(reaper.factory) as db:  # W4: a second delivery claims nothing
+        assert packing.claim_pack(db, reaper.settings, build_id, "h:2:0") is None
+    reaper.reap()
+    job = _job(reaper, build_id)
+    assert job.status == "QUEUED" and job.attempt == 1 and not work.exists()
+    assert job.info is not None and job.info.startswith("requeued: worker_lost: no heartbeat")
+    assert job.dispatched_on is not None and job.dispatched_on > utcnow() + timedelta(seconds=5)
+    assert reaper.broker.depth()["artifacts"] == 2  # sent again, once, with its countdown
+    _lost_pack(reaper, build_id)  # attempt 2 (the last) is lost too
+    reaper.reap()
+    job = _job(reaper, build_id)
+    assert job.status == "FAILED" and job.attempt == 2
+    assert job.info is not None and job.info.endswith("(after 2 attempts)")
+    assert reaper.broker.depth()["artifacts"] == 2  # a failed job is not sent
+    with session_scope(reaper.factory) as db:
+        assert db.get_one(Build, build_id).status == "COMPLETED"  # the build stays usable
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)

@@ -186,6 +186,8 @@ class ArtifactJob(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(128))
     heartbeat_on: Mapped[datetime | None] = mapped_column(DateTime)
+    # when the distributed mode last handed the job to the broker (None: never, or requeued)
+    dispatched_on: Mapped[datetime | None] = mapped_column(DateTime)
     created_on: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     ended_on: Mapped[datetime | None] = mapped_column(DateTime)
 

@@ -94,9 +94,9 @@ class Broker:
     def send_build(self, build_id: int, countdown: float = 0.0) -> None:
         self._send("builds", [build_id], countdown)
 
-    def send_pack(self, build_id: int) -> None:
+    def send_pack(self, build_id: int, countdown: float = 0.0) -> None:
         """The pack job (archive, image) of a COMPLETED build, on the artifacts queue."""
-        self._send("artifacts", [build_id], 0.0)
+        self._send("artifacts", [build_id], countdown)
 
     def send_gc(self) -> None:
         self._send("gc", [], 0.0)

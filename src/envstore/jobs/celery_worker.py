@@ -27,7 +27,7 @@ from envstore.core.builds import BuildStatus
 from envstore.db.engine import make_engine, session_scope
 from envstore.db.models import utcnow
 from envstore.jobs.celery_app import JOB_KINDS, Broker, make_celery, queue_name, slot_id
-from envstore.jobs.distributed import Reaper, backoff
+from envstore.jobs.distributed import Reaper, backoff, send_pack
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.executor import BuildExecutor
 from envstore.jobs.gc import run_gc
@@ -76,17 +76,13 @@ class WorkerRuntime:
         worker_id = slot_id()
         with session_scope(self.factory) as db:
             claimed = packing.claim_pack(db, self.settings, build_id, worker_id)
-        if claimed is None:
+        if claimed is None:  # a duplicate delivery, or taken back by the reaper meanwhile
             return "skipped"
         self.packer.run(claimed, worker_id)
         return "packed"
 
     def _send_pack(self, build_id: int) -> None:
-        try:
-            self.broker.send_pack(build_id)
-            log.info("build %s: pack job sent to the artifacts queue", build_id)
-        except Exception as exc:  # the job stays QUEUED in the database, where it is visible
-            log.warning("build %s: pack job not dispatched now (%s)", build_id, exc)
+        send_pack(self.broker, self.factory, build_id)
 
     def build(self, build_id: int) -> str:
         worker_id = slot_id()

@@ -13,6 +13,10 @@ reaper acts; its updates are conditional, so two passes at once do no harm. Each
   queued again while attempts remain (``max_build_attempts``), else FAILED ``worker_lost``; a
   requeued build is sent with a backoff (``retry_backoff`` doubling per attempt);
 - QUEUED builds never sent, or sent longer ago than ``redispatch_seconds``, are sent again;
+- pack jobs (a COMPLETED build's archive and image, ``artifact_job``) the same way: PACKING
+  jobs whose heartbeat stopped are queued again (bounded by ``max_build_attempts``, else
+  FAILED, the build staying COMPLETED) and sent with the same backoff; QUEUED jobs never sent
+  (the broker was down when the build completed) or sent too long ago are sent again;
 - every ``gc_interval`` a GC job goes to the ``gc`` queue.
 """
 
@@ -29,18 +33,30 @@ from datetime import timedelta
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from envstore.core.builds import BuildStatus
+from envstore.core.builds import ArtifactStatus, BuildStatus
 from envstore.db.engine import session_scope
 from envstore.db.models import utcnow
 from envstore.jobs.celery_app import Broker, leader_key
-from envstore.services import dispatch
+from envstore.services import dispatch, packing
 from envstore.services import worker as svc
 from envstore.settings import Settings
 from envstore.storage.layout import StoreLayout
 
-__all__ = ["Dispatcher", "Leadership", "Reaper", "backoff"]
+__all__ = ["Dispatcher", "Leadership", "Reaper", "backoff", "send_pack"]
 
 log = logging.getLogger("envstore.jobs")
+
+
+def send_pack(broker: Broker, factory: sessionmaker[Session], build_id: int) -> None:
+    """Send a just-queued pack job to the artifacts queue and record it; if the broker is away,
+    the job stays QUEUED and unsent, and the leader reaper sends it once the broker is back."""
+    try:
+        broker.send_pack(build_id)
+        with session_scope(factory) as db:
+            dispatch.mark_packs_dispatched(db, [build_id], utcnow())
+        log.info("build %s: pack job sent to the artifacts queue", build_id)
+    except Exception as exc:
+        log.warning("build %s: pack job not dispatched now (%s); the reaper will", build_id, exc)
 
 
 def backoff(settings: Settings, attempt: int) -> float:
@@ -120,6 +136,8 @@ class Reaper:
     def reap(self) -> None:
         self._requeue_lost()
         self._dispatch_unsent()
+        self._requeue_lost_packs()
+        self._dispatch_unsent_packs()
         interval = self.settings.gc_interval
         if interval > 0 and time.monotonic() - self._last_gc >= interval:
             self.broker.send_gc()
@@ -165,6 +183,44 @@ class Reaper:
                     dispatch.mark_dispatched(db, sent, utcnow())
                     log.info("reaper sent %d queued build(s) to the broker", len(sent))
 
+    def _requeue_lost_packs(self) -> None:
+        cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
+        with session_scope(self.factory) as db:
+            for lost in dispatch.stale_packing(db, cutoff):
+                # the dead attempt's scratch directory (its worker cleans only its own)
+                shutil.rmtree(self.settings.work_dir / f"pack-{lost.build_id}-{lost.attempt}", True)
+                status = packing.requeue_pack_or_fail(
+                    db,
+                    lost.build_id,
+                    f"worker_lost: no heartbeat from {lost.worker_id} for "
+                    f"{self.settings.heartbeat_timeout:g} s",
+                    self.settings.max_build_attempts,
+                )
+                log.warning(
+                    "build %s: packing worker %s lost; now %s",
+                    lost.build_id,
+                    lost.worker_id,
+                    status.value,
+                )
+                if status == ArtifactStatus.QUEUED:
+                    delay = backoff(self.settings, lost.attempt)
+                    self.broker.send_pack(lost.build_id, countdown=delay)
+                    when = utcnow() + timedelta(seconds=delay)
+                    dispatch.mark_packs_dispatched(db, [lost.build_id], when)
+
+    def _dispatch_unsent_packs(self) -> None:
+        cutoff = utcnow() - timedelta(seconds=self.settings.redispatch_seconds)
+        with session_scope(self.factory) as db:
+            sent: list[int] = []
+            try:
+                for build_id in dispatch.packs_to_dispatch(db, cutoff):
+                    self.broker.send_pack(build_id)
+                    sent.append(build_id)
+            finally:  # the broker may go away halfway: what was sent is recorded
+                if sent:
+                    dispatch.mark_packs_dispatched(db, sent, utcnow())
+                    log.info("reaper sent %d queued pack job(s) to the broker", len(sent))
+
 
 class Dispatcher:
     """The API side of the distributed mode: the ``Queue`` that routes wake up after a commit."""
@@ -184,10 +240,7 @@ class Dispatcher:
 
     def notify_artifacts(self, build_id: int) -> None:
         """A pack job was queued (``rebuild-artifacts``): send it to the artifacts queue."""
-        try:
-            self.broker.send_pack(build_id)
-        except Exception as exc:  # the job stays QUEUED in the database, where it is visible
-            log.warning("build %s: pack job not dispatched now (%s)", build_id, exc)
+        send_pack(self.broker, self.factory, build_id)
 
     def start(self) -> None:
         self._thread.start()

@@ -3,6 +3,8 @@
 The build row is the truth; the broker only carries wake-ups. ``dispatched_on`` records when a
 build was last handed to the broker, so the reaper can tell a build that was never sent (the
 broker was down, or the process died between commit and send) from one waiting in the queue.
+Pack jobs (``artifact_job``, the archive and image made after a build) carry the same column
+and are reaped the same way: sent again when unsent, queued again when their worker is lost.
 """
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from envstore.core.builds import BuildStatus
-from envstore.db.models import Build, BuildLogChunk, Environment, Namespace
+from envstore.core.builds import ArtifactStatus, BuildStatus
+from envstore.db.models import ArtifactJob, Build, BuildLogChunk, Environment, Namespace
 
 __all__ = [
     "StaleBuild",
+    "StalePack",
     "build_state",
     "counts_by_status",
     "mark_dispatched",
+    "mark_packs_dispatched",
     "needs_dispatch",
+    "packs_to_dispatch",
     "stage_seconds",
     "stale_building",
+    "stale_packing",
     "to_dispatch",
 ]
 
@@ -93,6 +99,50 @@ def stale_building(db: Session, beat_before: datetime) -> list[StaleBuild]:
         )
     ).all()
     return [StaleBuild(r[0], r[1] or "", r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+
+@dataclass(frozen=True)
+class StalePack:
+    build_id: int
+    worker_id: str | None
+    attempt: int
+
+
+def mark_packs_dispatched(db: Session, build_ids: list[int], when: datetime) -> None:
+    """Record that the pack jobs of ``build_ids`` were handed to the broker (QUEUED ones)."""
+    db.execute(
+        update(ArtifactJob)
+        .where(ArtifactJob.build_id.in_(build_ids), ArtifactJob.status == ArtifactStatus.QUEUED)
+        .values(dispatched_on=when)
+    )
+    db.commit()
+
+
+def packs_to_dispatch(db: Session, sent_before: datetime, limit: int = 500) -> list[int]:
+    """QUEUED pack jobs (by build id) never handed to the broker, or handed before
+    ``sent_before`` (their message is taken as lost), oldest first."""
+    return list(
+        db.scalars(
+            select(ArtifactJob.build_id)
+            .where(
+                ArtifactJob.status == ArtifactStatus.QUEUED,
+                (ArtifactJob.dispatched_on.is_(None)) | (ArtifactJob.dispatched_on < sent_before),
+            )
+            .order_by(ArtifactJob.build_id)
+            .limit(limit)
+        )
+    )
+
+
+def stale_packing(db: Session, beat_before: datetime) -> list[StalePack]:
+    """PACKING jobs whose heartbeat stopped before ``beat_before``: their worker is gone."""
+    rows = db.execute(
+        select(ArtifactJob.build_id, ArtifactJob.worker_id, ArtifactJob.attempt).where(
+            ArtifactJob.status == ArtifactStatus.PACKING,
+            (ArtifactJob.heartbeat_on.is_(None)) | (ArtifactJob.heartbeat_on < beat_before),
+        )
+    ).all()
+    return [StalePack(r[0], r[1], r[2]) for r in rows]
 
 
 def build_state(db: Session, build_id: int) -> tuple[str, int] | None:

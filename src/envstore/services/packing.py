@@ -320,6 +320,8 @@ def requeue_pack_or_fail(
             .values(
                 status=ArtifactStatus.QUEUED,
                 worker_id=None,
+                # None: the distributed mode's reaper sends it to a worker again
+                dispatched_on=None,
                 info=f"requeued: {reason}",
                 attempt=ArtifactJob.attempt - (0 if counted else 1),
             )
@@ -368,5 +370,6 @@ def rebuild_artifacts(db: Session, settings: Settings, build_id: int) -> Artifac
     else:
         job.status, job.kinds, job.attempt, job.info = ArtifactStatus.QUEUED, kinds, 0, None
         job.worker_id, job.ended_on, job.pack_key = None, None, None
+        job.dispatched_on = None
     db.commit()
     return ArtifactStatus.QUEUED
