@@ -1,7 +1,7 @@
 """submit quota: an index to count one user's recent builds (I11)
 
-Revision ID: 0009_submit_quota
-Revises: 0008_artifact_jobs
+Revision ID: 0010_submit_quota
+Revises: 0009_pack_dispatch
 Create Date: 2026-12-01 19:40:00.000000
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0009_submit_quota"
-down_revision = "0008_artifact_jobs"
+revision = "0010_submit_quota"
+down_revision = "0009_pack_dispatch"
 branch_labels = None
 depends_on = None
 
