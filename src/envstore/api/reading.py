@@ -30,7 +30,7 @@ from fastapi.responses import Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from envstore.api.deps import AppState, On, State, check_permission, identify_caller
+from envstore.api.deps import AppState, On, check_permission, identify_caller
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.errors import Unavailable
@@ -116,8 +116,9 @@ def Read(permission: Permission | None, on: On) -> Any:
     if (permission is None) != (on is On.PUBLIC):
         raise ValueError("a PUBLIC route declares no permission; every other route one")
 
-    async def reading(request: Request, state: State) -> Reading:
-        return Reading(request, state, permission, on)
+    # One dependency with no sub-dependencies: each costs FastAPI a solving pass per request.
+    async def reading(request: Request) -> Reading:
+        return Reading(request, request.app.state.envstore, permission, on)
 
     reading.__envstore_permission__ = (permission, on)  # type: ignore[attr-defined]
     return Depends(reading)
