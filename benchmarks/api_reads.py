@@ -52,7 +52,7 @@ def populate(store: Path, namespaces: int, envs: int, builds: int) -> None:
             for b in range(builds):
                 with session_scope(factory) as db:
                     sub = Submission(f"six==1.{b}.0\npkg{e}==1.0\n", f"env{e}", f"ns{n}")
-                    build = submit(db, who, sub, SpecLimits())
+                    build = submit(db, who, sub, SpecLimits()).build
                     claimed = worker.claim(db, build.id, "bench:0:0")
                     assert claimed is not None
                     packages = [

@@ -84,7 +84,8 @@ class CsrfMiddleware:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        # Safe methods pass at once, before any parsing of the headers (every read comes here).
+        if scope["type"] == "http" and scope["method"] in _UNSAFE:
             problem = self.problem(scope["method"], scope["path"], Headers(scope=scope))
             if problem is not None:
                 body = json.dumps({"status": "error", "message": problem}).encode()

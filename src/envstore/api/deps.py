@@ -49,7 +49,9 @@ __all__ = [
     "PageQuery",
     "Require",
     "State",
+    "check_permission",
     "declared_permission",
+    "identify_caller",
     "require_build",
 ]
 
@@ -143,7 +145,7 @@ async def _unqueued(release: Callable[[], None]) -> None:
 DbSession = Annotated[Session, Depends(get_db)]
 
 
-def _identify(request: Request, state: AppState, db: Session) -> Principal:
+def identify_caller(request: Request, state: AppState, db: Session) -> Principal:
     """The caller: cookie, then Bearer, then Basic; anonymous when none matches. It carries
     the client's address, which the audit log records with every change."""
     who = identify(
@@ -185,7 +187,11 @@ class On(Enum):
 _READS = {Permission.NAMESPACE_READ, Permission.ROLE_MAPPING_READ}
 
 
-def _check(request: Request, db: Session, who: Principal, permission: Permission, on: On) -> None:
+def check_permission(
+    request: Request, db: Session, who: Principal, permission: Permission, on: On
+) -> None:
+    """Raise Forbidden (or NotFound, to a caller who may know) unless ``who`` holds
+    ``permission`` on what ``on`` names."""
     params = request.path_params
     if on is On.ANY and not who.can_somewhere(permission):
         raise Forbidden()
@@ -225,10 +231,10 @@ def Require(permission: Permission | None, on: On) -> Any:
     # One dependency identifies the caller and checks the permission: each sync dependency
     # is a thread-pool hop of its own on every request.
     def require(request: Request, state: State, db: DbSession) -> Principal:
-        who = _identify(request, state, db)
+        who = identify_caller(request, state, db)
         request.state.principal = who  # for answers that depend on who was refused (/v2/)
         if permission is not None:
-            _check(request, db, who, permission, on)
+            check_permission(request, db, who, permission, on)
         # Hand the connection back before the route body waits for its own thread: a request
         # holding one while queued for a thread starves those running (api_load, L1).
         db.close()

@@ -130,6 +130,10 @@ class MetricsMiddleware:
     def __init__(self, app: Asgi, metrics: ApiMetrics) -> None:
         self.app = app
         self.histogram = metrics.latency
+        # id(route) -> its template: create_app includes every router once, so a route has one
+        # template, and the search of _template runs once per route, not on every request
+        # (routes are unhashable, and live as long as the app)
+        self.templates: dict[int, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,9 +151,20 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            self.histogram.labels(scope["method"], _template(scope), str(status)).observe(
+            self.histogram.labels(scope["method"], self._template(scope), str(status)).observe(
                 time.perf_counter() - started
             )
+
+    def _template(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            return "unmatched"
+        found = self.templates.get(id(route))
+        if found is None:
+            found = _template(scope)
+            if found != "unmatched":
+                self.templates[id(route)] = found
+        return found
 
 
 def _template(scope: Scope) -> str:

@@ -32,7 +32,6 @@ __all__ = [
     "MAX_WAIT_SECONDS",
     "ArtifactWait",
     "LogWait",
-    "StatusWait",
     "WaitQuery",
     "wait_for_artifacts",
     "wait_for_build",
@@ -93,15 +92,6 @@ async def _end_transaction(db: Session) -> None:
     """Give the request's connection back while it waits, and let the answer read afresh
     (a transaction begun before the wait would still see the build as it was)."""
     await run_in_threadpool(db.rollback)
-
-
-async def until_status_changes(
-    state: State, db: DbSession, build_id: Id, wait: WaitQuery = 0
-) -> None:
-    """Dependency of ``GET /build/{id}/``: declared after the permission check."""
-    if wait > 0:
-        await _end_transaction(db)
-        await wait_for_build(state, build_id, wait)
 
 
 async def until_log_grows(
@@ -169,5 +159,4 @@ async def until_artifacts_ready(
 
 
 ArtifactWait = Annotated[None, Depends(until_artifacts_ready)]
-StatusWait = Annotated[None, Depends(until_status_changes)]
 LogWait = Annotated[None, Depends(until_log_grows)]

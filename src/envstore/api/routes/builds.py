@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy.orm import Session
 
 from envstore.api.deps import DbSession, On, PageQuery, Require, State
 from envstore.api.params import MAX_OFFSET, Id, OptionalIdQuery
+from envstore.api.reading import Read, Reading
 from envstore.api.schemas import JSONBody, build_out, ok, ok_page, package_out
-from envstore.api.waiting import LogWait, StatusWait
+from envstore.api.waiting import LogWait, WaitQuery, wait_for_build
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
 from envstore.services import builds as svc
@@ -20,13 +22,12 @@ from envstore.services.submit import check_submit_quota, rebuild
 router = APIRouter(tags=["builds"])
 
 Reader = Annotated[Principal, Require(Permission.ENV_READ, On.BUILD)]
+BuildReading = Annotated[Reading, Read(Permission.ENV_READ, On.BUILD)]
 
 
 @router.get("/build/")
-def list_builds(
-    db: DbSession,
-    who: Annotated[Principal, Require(Permission.ENV_READ, On.LIST)],
-    state: State,
+async def list_builds(
+    read: Annotated[Reading, Read(Permission.ENV_READ, On.LIST)],
     paging: PageQuery,
     status: str | None = None,
     environment_id: OptionalIdQuery = None,
@@ -34,7 +35,7 @@ def list_builds(
     name: str | None = None,
     artifact: str | None = None,
     packages: Annotated[list[str] | None, Query()] = None,
-) -> JSONBody:
+) -> Response:
     filters = svc.BuildFilters(
         status or None,
         environment_id,
@@ -43,16 +44,23 @@ def list_builds(
         tuple(p for p in packages or () if p),
         artifact or None,
     )
-    page = svc.list_builds(db, filters, paging, who)
-    return ok_page(page, [build_out(b, state.layout) for b in page.items])
+    layout = read.state.layout
+
+    def render(db: Session, who: Principal) -> Response:
+        page = svc.list_builds(db, filters, paging, who)
+        return ok_page(page, [build_out(b, layout) for b in page.items])
+
+    return await read.answer(render)
 
 
 @router.get("/build/{build_id}/")
-def get_build(
-    db: DbSession, _who: Reader, state: State, build_id: Id, _waited: StatusWait
-) -> JSONBody:
+async def get_build(read: BuildReading, build_id: Id, wait: WaitQuery = 0) -> Response:
     """One build; with ``wait=S``, an unfinished build is answered when its status changes."""
-    return ok(build_out(svc.load_build(db, build_id), state.layout))
+    if wait > 0:
+        await read.check()  # a caller who may not see the build does not wait on it
+        await wait_for_build(read.state, build_id, wait)
+    layout = read.state.layout
+    return await read.answer(lambda db, _who: ok(build_out(svc.load_build(db, build_id), layout)))
 
 
 @router.put("/build/{build_id}/")
@@ -96,19 +104,21 @@ def delete_build(
 
 
 @router.get("/build/{build_id}/packages/")
-def build_packages(
-    db: DbSession,
-    _who: Reader,
+async def build_packages(
+    read: BuildReading,
     paging: PageQuery,
     build_id: Id,
     search: str | None = None,
     exact: bool = False,
     build: str | None = None,
-) -> JSONBody:
-    page = svc.build_packages(
-        db, build_id, paging, search=search or None, exact=exact, build=build or None
-    )
-    return ok_page(page, [package_out(pkg, requested) for pkg, requested in page.items])
+) -> Response:
+    def render(db: Session, _who: Principal) -> Response:
+        page = svc.build_packages(
+            db, build_id, paging, search=search or None, exact=exact, build=build or None
+        )
+        return ok_page(page, [package_out(pkg, requested) for pkg, requested in page.items])
+
+    return await read.answer(render)
 
 
 @router.get("/build/{build_id}/logs/", response_class=PlainTextResponse)

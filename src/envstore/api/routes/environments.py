@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from sqlalchemy.orm import Session
 
 from envstore.api.deps import DbSession, On, PageQuery, Require, State
+from envstore.api.reading import Read, Reading
 from envstore.api.schemas import (
     EnvironmentUpdate,
     JSONBody,
@@ -29,9 +31,8 @@ Reader = Annotated[Principal, Require(Permission.ENV_READ, On.ENVIRONMENT)]
 
 
 @router.get("/environment/")
-def list_environments(
-    db: DbSession,
-    who: Annotated[Principal, Require(Permission.ENV_READ, On.LIST)],
+async def list_environments(
+    read: Annotated[Reading, Read(Permission.ENV_READ, On.LIST)],
     paging: PageQuery,
     search: str | None = None,
     namespace: str | None = None,
@@ -39,7 +40,7 @@ def list_environments(
     status: str | None = None,
     artifact: str | None = None,
     packages: Annotated[list[str] | None, Query()] = None,
-) -> JSONBody:
+) -> Response:
     filters = svc.EnvFilters(
         search or None,
         namespace or None,
@@ -48,13 +49,21 @@ def list_environments(
         tuple(p for p in packages or () if p),
         artifact or None,
     )
-    page = svc.list_environments(db, filters, paging, who)
-    return ok_page(page, [environment_out(env) for env in page.items])
+
+    def render(db: Session, who: Principal) -> Response:
+        page = svc.list_environments(db, filters, paging, who)
+        return ok_page(page, [environment_out(env) for env in page.items])
+
+    return await read.answer(render)
 
 
 @router.get("/environment/{namespace}/{name}/")
-def get_environment(db: DbSession, _who: Reader, namespace: str, name: str) -> JSONBody:
-    return ok(environment_out(svc.load_environment(db, namespace, name)))
+async def get_environment(
+    read: Annotated[Reading, Read(Permission.ENV_READ, On.ENVIRONMENT)], namespace: str, name: str
+) -> Response:
+    return await read.answer(
+        lambda db, _who: ok(environment_out(svc.load_environment(db, namespace, name)))
+    )
 
 
 @router.put("/environment/{namespace}/{name}/")

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from envstore import __version__
 from envstore.api.deps import DbSession, On, PageQuery, Require
+from envstore.api.reading import Read, Reading
 from envstore.api.schemas import JSONBody, channel_out, ok, ok_page, package_out, ts
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
@@ -26,8 +29,12 @@ def api_status(_who: Anyone) -> JSONBody:
 
 
 @router.get("/permission/")
-def permission(who: Anyone) -> JSONBody:
+async def permission(read: Annotated[Reading, Read(None, On.PUBLIC)]) -> Response:
     """The caller's effective role bindings and the permissions they grant, per pattern."""
+    return await read.answer(_permissions)
+
+
+def _permissions(_db: Session, who: Principal) -> Response:
     roles: dict[str, list[str]] = {}
     perms: dict[str, set[str]] = {}
     for binding in who.effective_bindings:

@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
 from envstore.api.deps import DbSession, On, PageQuery, Require
+from envstore.api.reading import Read, Reading
 from envstore.api.schemas import JSONBody, NamespaceUpdate, namespace_out, ok, ok_page
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
@@ -40,13 +43,14 @@ def _full(db: DbSession, namespace: str) -> dict[str, Any]:
 
 
 @router.get("/namespace/")
-def list_namespaces(
-    db: DbSession,
-    who: Annotated[Principal, Require(P.NAMESPACE_READ, On.LIST)],
-    paging: PageQuery,
-) -> JSONBody:
-    page = svc.list_namespaces(db, paging, who)
-    return ok_page(page, [namespace_out(ns) for ns in page.items])
+async def list_namespaces(
+    read: Annotated[Reading, Read(P.NAMESPACE_READ, On.LIST)], paging: PageQuery
+) -> Response:
+    def render(db: Session, who: Principal) -> Response:
+        page = svc.list_namespaces(db, paging, who)
+        return ok_page(page, [namespace_out(ns) for ns in page.items])
+
+    return await read.answer(render)
 
 
 @router.get("/namespace/{namespace}/")
