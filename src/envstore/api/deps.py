@@ -31,6 +31,7 @@ from envstore.auth.cookies import COOKIE_NAME, CookieSigner
 from envstore.auth.oauth import IdentityProvider
 from envstore.core.permissions import Permission
 from envstore.core.specs import SpecLimits
+from envstore.db.engine import discard
 from envstore.errors import Forbidden, NotFound, Unavailable
 from envstore.jobs import Queue
 from envstore.jobs.events import BuildEvents
@@ -127,10 +128,10 @@ async def get_db(state: State) -> AsyncIterator[Session]:
     try:
         yield session
     except OperationalError as exc:
-        await _unqueued(session.rollback)
         raise Unavailable(f"database unavailable: {exc.orig}") from exc
     finally:
-        await _unqueued(session.close)
+        # after the answer was sent: a connection lost meanwhile must not raise here (D1)
+        await _unqueued(lambda: discard(session))
 
 
 async def _unqueued(release: Callable[[], None]) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from envstore.api.deps import AppState, On, check_permission, identify_caller
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
+from envstore.db.engine import discard
 from envstore.errors import Unavailable
 
 __all__ = ["Read", "Reading", "entity_tag", "matches"]
@@ -98,16 +99,17 @@ class Reading:
 
     def _in_session(self, work: Callable[[Session, Principal], _T]) -> _T:
         request, state = self.request, self.state
-        with state.factory() as db:
-            try:
-                who = identify_caller(request, state, db)
-                request.state.principal = who  # as Require does, for the error pages
-                if self.permission is not None:
-                    check_permission(request, db, who, self.permission, self.on)
-                return work(db, who)
-            except OperationalError as exc:
-                db.rollback()
-                raise Unavailable(f"database unavailable: {exc.orig}") from exc
+        db = state.factory()
+        try:
+            who = identify_caller(request, state, db)
+            request.state.principal = who  # as Require does, for the error pages
+            if self.permission is not None:
+                check_permission(request, db, who, self.permission, self.on)
+            return work(db, who)
+        except OperationalError as exc:
+            raise Unavailable(f"database unavailable: {exc.orig}") from exc
+        finally:
+            discard(db)  # rolls back and closes; a connection lost meanwhile is dropped
 
 
 def Read(permission: Permission | None, on: On) -> Any:

@@ -73,15 +73,15 @@ def session_scope(factory: SessionFactory) -> Iterator[Session]:
         yield session
         session.commit()
     except OperationalError as exc:
-        _discard(session)  # its connection is most likely dead: rolling back may fail too
+        discard(session)  # its connection is most likely dead: rolling back may fail too
         raise Unavailable(f"database unavailable: {exc.orig}") from exc
     except BaseException:
-        _discard(session)
+        discard(session)
         raise
     session.close()
 
 
-def _discard(session: Session) -> None:
+def discard(session: Session) -> None:
     """Roll back and close after an error; a connection lost meanwhile is invalidated (the
     pool replaces it) rather than raised over the error that matters."""
     try:
