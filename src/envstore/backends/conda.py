@@ -41,6 +41,7 @@ from envstore.backends.conda_policy import (
     request_spec,
     unreachable,
 )
+from envstore.backends.conda_repodata import gateway_for
 from envstore.backends.pypi import requirement_edges
 from envstore.core.lockfile import LockedPackage, Lockfile
 from envstore.core.policy import conda_constraints
@@ -223,7 +224,9 @@ def solve_records(
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     log(f"solving {len(specs)} specs for {platform} from {', '.join(map(redact, channels))}")
     started = datetime.now(UTC)
-    gateway = rattler.Gateway(cache_dir=Path(cache_dir), client=client or rattler.Client())
+    subdirs = [platform] + (["noarch"] if platform != "noarch" else [])
+    # kept across the builds of a runner; what may have changed is forgotten first
+    gateway = gateway_for(Path(cache_dir), client or make_client({}), channels, subdirs)
     records = asyncio.run(
         _solve(channels, specs, platform, virtual, cutoff, timeout, gateway, constraints)
     )
