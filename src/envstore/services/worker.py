@@ -40,6 +40,7 @@ from envstore.storage.blobstore import BlobStore
 
 __all__ = [
     "ClaimedBuild",
+    "add_log_chunk",
     "append_log",
     "building_builds",
     "claim",
@@ -162,10 +163,18 @@ def heartbeat(db: Session, build_id: int, worker_id: str) -> bool:
 
 
 def append_log(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
-    """Append ``text`` to the log as one chunk (no rewrite of earlier chunks, W10).
+    """Append ``text`` to the log as one chunk (no rewrite of earlier chunks, W10) and commit.
 
     Returns False once the log is full; the chunk that crosses the limit ends with a marker.
     """
+    added = add_log_chunk(db, build_id, text, max_bytes)
+    db.commit()
+    return added
+
+
+def add_log_chunk(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
+    """:func:`append_log` inside the caller's transaction (the publish writes a build's last
+    log lines with its outcome: one transaction fewer between the build and COMPLETED)."""
     size = db.scalar(select(Build.log_size).where(Build.id == build_id)) or 0
     if size >= max_bytes:
         return False
@@ -177,7 +186,6 @@ def append_log(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
         data = text.encode()
     db.add(BuildLogChunk(build_id=build_id, offset=size, text=text))
     db.execute(update(Build).where(Build.id == build_id).values(log_size=size + len(data)))
-    db.commit()
     return not full
 
 
