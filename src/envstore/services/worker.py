@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -172,10 +172,21 @@ def append_log(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
     return added
 
 
+# Built once and run on the session's connection: a build writes its log several times, and
+# the ORM's update (which synchronises loaded objects) and a new statement's cache key cost
+# more than the statements themselves.
+_LOG_SIZE = select(Build.log_size).where(Build.id == bindparam("build_id"))
+_ADD_CHUNK = insert(BuildLogChunk)
+_SET_LOG_SIZE = (
+    update(Build).where(Build.id == bindparam("build_id")).values(log_size=bindparam("new_size"))
+)
+
+
 def add_log_chunk(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
     """:func:`append_log` inside the caller's transaction (the publish writes a build's last
     log lines with its outcome: one transaction fewer between the build and COMPLETED)."""
-    size = db.scalar(select(Build.log_size).where(Build.id == build_id)) or 0
+    connection = db.connection()
+    size = connection.execute(_LOG_SIZE, {"build_id": build_id}).scalar() or 0
     if size >= max_bytes:
         return False
     data = text.encode()
@@ -184,8 +195,8 @@ def add_log_chunk(db: Session, build_id: int, text: str, max_bytes: int) -> bool
         data = data[: max(0, max_bytes - size)] + TRUNCATION_MARKER.encode()
         text = data.decode(errors="ignore")
         data = text.encode()
-    db.add(BuildLogChunk(build_id=build_id, offset=size, text=text))
-    db.execute(update(Build).where(Build.id == build_id).values(log_size=size + len(data)))
+    connection.execute(_ADD_CHUNK, {"build_id": build_id, "offset": size, "text": text})
+    connection.execute(_SET_LOG_SIZE, {"build_id": build_id, "new_size": size + len(data)})
     return not full
 
 
