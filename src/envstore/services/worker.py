@@ -283,21 +283,29 @@ def _record_packages(db: Session, build_id: int, packages: list[PackageInfo]) ->
             select(Channel).where(Channel.name == channel_name),
             Channel(name=channel_name, last_update=now),
         )
+        connection = db.connection()
+        names = sorted({i.name for i in infos})
         known = {
-            _package_key(p): p
-            for p in db.scalars(
-                select(Package).where(
-                    Package.channel_id == channel.id, Package.name.in_({i.name for i in infos})
-                )
-            )
+            (row.manager, row.name, row.version, row.build, row.sha256): row.id
+            for row in connection.execute(_KNOWN_PACKAGES, {"channel": channel.id, "names": names})
         }
+        links = []
         for info in infos:
-            package = known.get(_info_key(info)) or _new_package(db, channel, info)
-            db.add(BuildPackage(build_id=build_id, package_id=package.id, requested=info.requested))
+            package_id = known.get(_info_key(info)) or _new_package(db, channel, info).id
+            links.append(
+                {"build_id": build_id, "package_id": package_id, "requested": info.requested}
+            )
+        connection.execute(_LINK_PACKAGES, links)
 
 
-def _package_key(p: Package) -> tuple[str, str, str, str, str]:
-    return (p.manager, p.name, p.version, p.build, p.sha256)
+# Columns, not ORM objects, for the packages a build links (most known from earlier builds),
+# and one executemany for the links: loading and adding a few hundred objects cost more.
+_KNOWN_PACKAGES = select(
+    Package.id, Package.manager, Package.name, Package.version, Package.build, Package.sha256
+).where(
+    Package.channel_id == bindparam("channel"), Package.name.in_(bindparam("names", expanding=True))
+)
+_LINK_PACKAGES = insert(BuildPackage)
 
 
 def _info_key(info: PackageInfo) -> tuple[str, str, str, str, str]:
