@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -95,7 +96,8 @@ def main() -> None:
                 assert server.api("POST", f"/namespace/{namespace}/").status_code == 200
             answer = server.api("PUT", "/setting/gov/", json=settings)
             assert answer.status_code == 200, answer.text
-            envstore_build(server, spec, "warmup")  # fills the repodata and package caches
+            with httpx.Client(base_url=f"{server.url}/api/v1", timeout=60) as client:
+                envstore_build(client, spec, "warmup")  # fills the repodata and package caches
             free, governed = [], []
             for n in range(args.runs):  # alternate which goes first: no order bias
                 pair = [("free", free), ("gov", governed)]

@@ -22,7 +22,8 @@ from sqlalchemy import select
 
 from envstore.api.app import create_app
 from envstore.core.lockfile import Lockfile
-from envstore.db.models import Channel
+from envstore.db.engine import session_scope
+from envstore.db.models import BuildLogChunk, Channel
 from envstore.settings import Settings
 from envstore.testing import ChannelBuilder, demo_channel
 from tests.support.server import processes_mentioning
@@ -330,3 +331,24 @@ def test_virtual_packages_per_environment(client: TestClient, channel: ChannelBu
     assert simulated["specification"]["spec"]["virtual_packages"] == {"__glibc": "99.1"}
     pinned = yaml.safe_load(client.get(f"/api/v1/build/{simulated['id']}/yaml/").text)
     assert pinned["virtual_packages"] == {"__glibc": "99.1"}
+
+
+def test_a_completed_build_logs_its_diff_and_outcome_in_one_write(
+    client: TestClient, channel: ChannelBuilder
+) -> None:
+    """After COMPLETED (which wakes the waiting client) the worker writes once more: the
+    package diff and the closing line together; the runner's last lines came with the outcome."""
+    build = _wait(client, _submit(client, _spec(channel.url, ["app"]), "logged"))
+    assert build["status"] == "COMPLETED", build["status_info"]
+    state = client.app.state.envstore  # type: ignore[attr-defined]
+    with session_scope(state.factory) as db:
+        chunks = list(
+            db.scalars(
+                select(BuildLogChunk.text)
+                .where(BuildLogChunk.build_id == build["id"])
+                .order_by(BuildLogChunk.offset)
+            )
+        )
+    closing = next(n for n, text in enumerate(chunks) if f"build {build['id']} COMPLETED" in text)
+    assert chunks[closing].startswith("[envstore] no previous build of this environment")
+    assert "== build succeeded" in chunks[closing - 1]  # (a pack job's lines may follow)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from envstore.backends.conda import _unreachable
+from envstore.backends.conda_policy import unreachable
 from envstore.core.channels import ChannelRules
 from envstore.errors import InvalidSpec
 from envstore.settings import Settings, load_settings
@@ -107,7 +107,7 @@ package:
 
 
 def test_I12_an_unreachable_channel_is_summarised_without_what_came_back() -> None:
-    failure = _unreachable(
+    failure = unreachable(
         ["file:///srv/channels/x/"],
         RuntimeError("failed to open /etc/noarch/repodata.json: <html>secret body</html>"),
     )

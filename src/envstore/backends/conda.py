@@ -11,7 +11,6 @@ the prefix's own ``python`` → lockfile, pinned YAML and package records. Archi
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -33,12 +32,21 @@ from envstore.backends.channels import (
     redact,
 )
 from envstore.backends.conda_archives import ArchiveLimits, check_archive, file_sha256
+from envstore.backends.conda_policy import (
+    PolicyCheck,
+    check_allowed,
+    locked_for_policy,
+    no_policy,
+    record_for_policy,
+    request_spec,
+    unreachable,
+)
+from envstore.backends.conda_repodata import gateway_for
 from envstore.backends.pypi import requirement_edges
-from envstore.core.channels import ChannelRules
 from envstore.core.lockfile import LockedPackage, Lockfile
-from envstore.core.policy import SolvedPackage, conda_constraints
+from envstore.core.policy import conda_constraints
 from envstore.core.policy_settings import EffectivePolicy
-from envstore.core.specs import EnvironmentSpec, conda_name, parse_specification
+from envstore.core.specs import EnvironmentSpec
 from envstore.core.yamlsafe import dump_yaml
 from envstore.errors import BuildFailure, InvalidSpec
 from envstore.pipeline.contract import BuildRequest, BuildResult
@@ -53,20 +61,7 @@ def host_platform() -> str:
     return str(rattler.Subdir.current())
 
 
-# The policy on a solution, given by the pipeline: (packages, a way to learn the PyPI part's
-# requirement edges if a rule is broken). It raises BuildFailure("policy_violation", ...).
-PolicyCheck = Callable[
-    [Sequence[SolvedPackage], Callable[[], Mapping[str, Sequence[str]]] | None], None
-]
-
-
-def _no_policy(
-    _packages: Sequence[SolvedPackage], _edges: Callable[[], Mapping[str, Sequence[str]]] | None
-) -> None:
-    return None
-
-
-def build(request: BuildRequest, log: Log, gate: PolicyCheck = _no_policy) -> BuildResult:
+def build(request: BuildRequest, log: Log, gate: PolicyCheck = no_policy) -> BuildResult:
     """Create the conda environment of ``request`` in ``request.prefix``.
 
     ``gate`` sees the solution (or the submitted lockfile) before any archive is fetched or
@@ -76,7 +71,7 @@ def build(request: BuildRequest, log: Log, gate: PolicyCheck = _no_policy) -> Bu
     caller owns cleanup of the half-built prefix.
     """
     platform = request.platform or host_platform()
-    _check_allowed(request)  # again in the worker: a rebuild of a spec older than the rule
+    check_allowed(request)  # again in the worker: a rebuild of a spec older than the rule
     client = make_client(request.channel_credentials)
     as_of = request.as_of
     if request.lockfile:
@@ -89,13 +84,13 @@ def build(request: BuildRequest, log: Log, gate: PolicyCheck = _no_policy) -> Bu
         pip_locked = [
             replace(p, requested=p.name in requested) for p in lock.packages if p.manager == "pip"
         ]
-        gate([_locked_for_policy(p, requested) for p in lock.packages], None)
+        gate([locked_for_policy(p, requested) for p in lock.packages], None)
         log(f"installing {len(conda_locked)} conda packages from the submitted lockfile")
         records, sizes = asyncio.run(
             _records_from_lock(conda_locked, channels, request, client, log)
         )
     else:
-        spec = _spec(request.spec)
+        spec = request_spec(request.spec)
         requested = spec.requested_names
         channels = channel_urls(spec.channels, request.channel_alias)
         records = solve_records(
@@ -110,7 +105,7 @@ def build(request: BuildRequest, log: Log, gate: PolicyCheck = _no_policy) -> Bu
             client=client,
             constraints=conda_constraints(EffectivePolicy.from_json(request.policy)),
         )
-        gate([_record_for_policy(r, requested) for r in records], None)
+        gate([record_for_policy(r, requested) for r in records], None)
         sizes = asyncio.run(_verify_records(records, request, client, log))
         pip_locked = []
     _install(records, request, platform, client, log)
@@ -119,36 +114,13 @@ def build(request: BuildRequest, log: Log, gate: PolicyCheck = _no_policy) -> Bu
         pip_locked = _pip_resolve(spec, python, request, platform, log)
         assert python is not None  # _pip_resolve refuses a prefix without one
         gate(
-            [_record_for_policy(r, requested) for r in records]
-            + [_locked_for_policy(p, requested, request.pypi_index_url) for p in pip_locked],
+            [record_for_policy(r, requested) for r in records]
+            + [locked_for_policy(p, requested, request.pypi_index_url) for p in pip_locked],
             lambda: requirement_edges(request, list(spec.pip), python, log),
         )
     if pip_locked:
         _pip_install(pip_locked, python, request, log)
     return _result(records, pip_locked, sizes, channels, spec, requested, request, platform, as_of)
-
-
-def _record_for_policy(record: rattler.RepoDataRecord, requested: frozenset[str]) -> SolvedPackage:
-    name = record.name.normalized
-    return SolvedPackage(
-        name,
-        str(record.version),
-        "conda",
-        record.url,
-        tuple(conda_name(dep) for dep in record.depends),
-        name in requested,
-    )
-
-
-def _locked_for_policy(
-    package: LockedPackage, requested: frozenset[str], index_url: str | None = None
-) -> SolvedPackage:
-    source = package.url if package.manager == "conda" else (index_url or "")
-    depends = tuple(package.dependencies) if package.dependencies or not index_url else None
-    return SolvedPackage(
-        package.name, package.version, package.manager, source, depends,
-        package.name in requested or package.requested,
-    )  # fmt: skip
 
 
 def virtual_overrides(request: BuildRequest, spec: EnvironmentSpec) -> dict[str, str | None]:
@@ -252,7 +224,9 @@ def solve_records(
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     log(f"solving {len(specs)} specs for {platform} from {', '.join(map(redact, channels))}")
     started = datetime.now(UTC)
-    gateway = rattler.Gateway(cache_dir=Path(cache_dir), client=client or rattler.Client())
+    subdirs = [platform] + (["noarch"] if platform != "noarch" else [])
+    # kept across the builds of a runner; what may have changed is forgotten first
+    gateway = gateway_for(Path(cache_dir), client or make_client({}), channels, subdirs)
     records = asyncio.run(
         _solve(channels, specs, platform, virtual, cutoff, timeout, gateway, constraints)
     )
@@ -279,7 +253,7 @@ async def _solve(
         # Query first so that an unreachable channel is told apart from an unsatisfiable spec.
         await gateway.query(channels, platforms, specs, recursive=True)
     except GatewayError as exc:
-        raise _unreachable(channels, exc) from None
+        raise unreachable(channels, exc) from None
     try:
         return await rattler.solve(
             channels,
@@ -292,7 +266,7 @@ async def _solve(
             constraints=list(constraints) or None,
         )
     except GatewayError as exc:
-        raise _unreachable(channels, exc) from None
+        raise unreachable(channels, exc) from None
     except SolverError as exc:
         text = str(exc)
         if "cancelled" in text.lower():
@@ -302,40 +276,6 @@ async def _solve(
         raise BuildFailure("solve_failed", text.strip()) from None
     except ValueError as exc:  # an unparsable match spec
         raise BuildFailure("solve_failed", f"invalid package specification: {exc}") from None
-
-
-def _check_allowed(request: BuildRequest) -> None:
-    """BuildFailure ``channel_not_allowed`` unless every channel (and, for a lockfile, every
-    conda package URL) is allowed by the server's ``channel_allow`` (I12)."""
-    rules = ChannelRules(request.channel_alias, tuple(request.channel_allow))
-    try:
-        if request.lockfile:
-            lock = Lockfile.from_text(request.lockfile)
-            rules.urls(lock.channels)
-            for package in lock.packages:
-                if package.manager == "conda":
-                    rules.check_url(package.url, package.url)
-        else:
-            rules.urls(_spec(request.spec).all_channels)
-    except InvalidSpec as exc:
-        raise BuildFailure("channel_not_allowed", str(exc)) from None
-
-
-def _unreachable(channels: Sequence[str], exc: Exception) -> BuildFailure:
-    """The channel that could not be fetched, and nothing of the error itself: its text can
-    hold a remote server's answer or a local file path, which a user must not probe (I12)."""
-    text = str(exc)
-    named = [url for url in channels if url.rstrip("/") in text] or list(channels)
-    return BuildFailure(
-        "channel_unreachable", f"cannot reach channel {redact(named[0])}", retryable=True
-    )
-
-
-def redact_text(text: str, channels: Sequence[str]) -> str:
-    """``text`` with each channel URL replaced by its redacted form."""
-    for url in channels:
-        text = text.replace(url.rstrip("/"), redact(url).rstrip("/"))
-    return text
 
 
 def _virtual_packages(
@@ -386,13 +326,6 @@ def _as_of(as_of: str | None) -> datetime | None:
         return None
     when = datetime.fromisoformat(as_of)
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _spec(data: Mapping[str, Any]) -> EnvironmentSpec:
-    try:
-        return parse_specification(json.dumps(dict(data)))
-    except InvalidSpec as exc:
-        raise BuildFailure("invalid_spec", exc.message) from None
 
 
 def _read_lockfile(text: str, platform: str) -> Lockfile:

@@ -53,6 +53,7 @@ class _Outcome:
     canceled: bool = False
     timed_out: bool = False
     interrupted: bool = False  # the server is shutting down and the grace period ran out
+    tail: str = ""  # the log lines not yet written when the build ended: written with its outcome
 
 
 def durably(
@@ -184,7 +185,9 @@ class BuildExecutor:
                 finished = True
             if finished:
                 session.reader.join(timeout=10)
-            self._flush(claimed.id, session)
+                outcome.tail = session.take_lines()
+            else:
+                self._flush(claimed.id, session)
             if finished:
                 if session.code is not None and not killed:
                     outcome.returncode = session.code
@@ -246,6 +249,12 @@ class BuildExecutor:
         self, claimed: svc.ClaimedBuild, outcome: _Outcome, prefix: Path, work: Path
     ) -> None:
         result_file, failure_file = work / RESULT_FILE, work / FAILURE_FILE
+        ended = outcome.interrupted or outcome.canceled or outcome.timed_out
+        if not ended and outcome.returncode == 0 and result_file.exists():
+            self._publish(claimed, BuildResult.read(result_file), prefix, outcome.tail)
+            return
+        if outcome.tail:
+            self._log(claimed.id, outcome.tail)
         if outcome.interrupted:
             shutil.rmtree(prefix, ignore_errors=True)
             self._log(
@@ -266,8 +275,6 @@ class BuildExecutor:
                 f"timeout: the build ran longer than {self.settings.build_timeout:g} s "
                 "(build_timeout)",
             )
-        elif outcome.returncode == 0 and result_file.exists():
-            self._publish(claimed, BuildResult.read(result_file), prefix)
         elif failure_file.exists():
             shutil.rmtree(prefix, ignore_errors=True)
             failure = BuildFailureInfo.read(failure_file)
@@ -282,12 +289,16 @@ class BuildExecutor:
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
             self._retry(claimed, f"worker_lost: the build process {how}")
 
-    def _publish(self, claimed: svc.ClaimedBuild, result: BuildResult, prefix: Path) -> None:
+    def _publish(
+        self, claimed: svc.ClaimedBuild, result: BuildResult, prefix: Path, tail: str = ""
+    ) -> None:
         key = str(prefix.relative_to(self.settings.store_dir))
         link = _LinkSwitch(self, claimed)
         packs: list[str] = []
 
         def record(db: Session) -> tuple[bool, bool]:
+            if tail:  # the build's last log lines, in the same transaction as its outcome
+                svc.add_log_chunk(db, claimed.id, tail, self.settings.max_log_bytes)
             # The archive and image are made after COMPLETED, by a pack job queued here.
             kinds = effective_build_artifacts(
                 db, self.settings, claimed.namespace, claimed.environment
@@ -305,19 +316,20 @@ class BuildExecutor:
             shutil.rmtree(prefix, ignore_errors=True)
             self._log(claimed.id, "[envstore] not published: the build was canceled meanwhile\n")
             return
+        # One log write after COMPLETED (the waiting client is woken by the commit above).
+        text = self._diff_text(claimed.id)
         if link.problem:
-            self._log(claimed.id, f"[envstore] environment link not switched: {link.problem}\n")
-        self._log_diff(claimed.id)
-        self._log(
-            claimed.id,
+            text += f"[envstore] environment link not switched: {link.problem}\n"
+        text += (
             f"[envstore] build {claimed.id} COMPLETED: {len(result.packages)} packages, "
-            f"{result.size} bytes at {prefix}\n",
+            f"{result.size} bytes at {prefix}\n"
         )
+        self._log(claimed.id, text)
         if packs and self.on_artifacts_queued is not None:  # a pack job was queued
             self.on_artifacts_queued(claimed.id)
 
-    def _log_diff(self, build_id: int) -> None:
-        """Write the package diff against the environment's previous build into the log."""
+    def _diff_text(self, build_id: int) -> str:
+        """The log lines of the package diff against the environment's previous build."""
         try:
             with session_scope(self.factory) as db:
                 previous = previous_build_id(db, build_id)
@@ -328,7 +340,7 @@ class BuildExecutor:
                 )
         except Exception as exc:  # the diff is informative; it must never fail a build
             text = f"diff against the previous build unavailable: {exc}\n"
-        self._log(build_id, "[envstore] " + text)
+        return "[envstore] " + text
 
     def _retry(self, claimed: svc.ClaimedBuild, reason: str) -> None:
         self._log(claimed.id, f"[envstore] attempt failed: {reason}\n")

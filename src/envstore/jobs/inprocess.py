@@ -27,6 +27,7 @@ from envstore.errors import Unavailable
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.executor import BuildExecutor
 from envstore.jobs.packer import PackExecutor
+from envstore.jobs.wakeups import IdleWorkers
 from envstore.services import packing
 from envstore.services import worker as svc
 from envstore.settings import Settings
@@ -68,15 +69,14 @@ class InProcessQueue:
         # Packing never takes the last free worker: a build submitted meanwhile starts at once.
         self._pack_slots = threading.BoundedSemaphore(max(1, settings.workers - 1))
         self.layout = StoreLayout(settings.envs_dir)
-        self._wake = threading.Condition()
+        self._idle = IdleWorkers(settings.workers)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         host = socket.gethostname()
         self.worker_ids = [f"{host}:{os.getpid()}:{n}" for n in range(settings.workers)]
 
     def notify(self, build_id: int) -> None:
-        with self._wake:
-            self._wake.notify_all()
+        self._idle.wake_one()
 
     def notify_artifacts(self, build_id: int) -> None:
         self.notify(build_id)
@@ -100,8 +100,7 @@ class InProcessQueue:
         self._stopping.set()
         self.executor.stop(grace)
         self.packer.stop()
-        with self._wake:
-            self._wake.notify_all()
+        self._idle.wake_all()
         for thread in self._threads:
             thread.join(timeout=grace + 15)
         self.executor.runners.close_all()
@@ -109,6 +108,7 @@ class InProcessQueue:
     def _work(self, worker_id: str) -> None:
         # No runner is started ahead of the first build: a server that has not built for
         # runner_idle_seconds holds no build process (and idles in the API's memory alone).
+        wake = threading.Event()
         while not self._stopping.is_set():
             try:
                 claimed = self._claim(worker_id)
@@ -123,8 +123,7 @@ class InProcessQueue:
             if self._pack_one(worker_id):
                 continue
             self.executor.runners.retire_idle()
-            with self._wake:
-                self._wake.wait(timeout=2.0)
+            self._idle.wait(wake, timeout=2.0)
 
     def _pack_one(self, worker_id: str) -> bool:
         """Claim and run one pack job, the lower priority: only when no build is queued, and
@@ -156,10 +155,13 @@ class InProcessQueue:
 
     def _claim(self, worker_id: str) -> svc.ClaimedBuild | None:
         with session_scope(self.factory) as db:
-            for build_id in svc.next_queued(db):
+            queued = svc.next_queued(db)
+            for position, build_id in enumerate(queued, start=1):
                 claimed = svc.claim(db, build_id, worker_id)
                 if claimed is not None:
                     self.events.changed(build_id)
+                    if position < len(queued):  # more are queued: one wake-up per build
+                        self._idle.wake_one()
                     return claimed
         return None
 

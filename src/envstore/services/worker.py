@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ from envstore.storage.blobstore import BlobStore
 
 __all__ = [
     "ClaimedBuild",
+    "add_log_chunk",
     "append_log",
     "building_builds",
     "claim",
@@ -162,11 +163,30 @@ def heartbeat(db: Session, build_id: int, worker_id: str) -> bool:
 
 
 def append_log(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
-    """Append ``text`` to the log as one chunk (no rewrite of earlier chunks, W10).
+    """Append ``text`` to the log as one chunk (no rewrite of earlier chunks, W10) and commit.
 
     Returns False once the log is full; the chunk that crosses the limit ends with a marker.
     """
-    size = db.scalar(select(Build.log_size).where(Build.id == build_id)) or 0
+    added = add_log_chunk(db, build_id, text, max_bytes)
+    db.commit()
+    return added
+
+
+# Built once and run on the session's connection: a build writes its log several times, and
+# the ORM's update (which synchronises loaded objects) and a new statement's cache key cost
+# more than the statements themselves.
+_LOG_SIZE = select(Build.log_size).where(Build.id == bindparam("build_id"))
+_ADD_CHUNK = insert(BuildLogChunk)
+_SET_LOG_SIZE = (
+    update(Build).where(Build.id == bindparam("build_id")).values(log_size=bindparam("new_size"))
+)
+
+
+def add_log_chunk(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
+    """:func:`append_log` inside the caller's transaction (the publish writes a build's last
+    log lines with its outcome: one transaction fewer between the build and COMPLETED)."""
+    connection = db.connection()
+    size = connection.execute(_LOG_SIZE, {"build_id": build_id}).scalar() or 0
     if size >= max_bytes:
         return False
     data = text.encode()
@@ -175,9 +195,8 @@ def append_log(db: Session, build_id: int, text: str, max_bytes: int) -> bool:
         data = data[: max(0, max_bytes - size)] + TRUNCATION_MARKER.encode()
         text = data.decode(errors="ignore")
         data = text.encode()
-    db.add(BuildLogChunk(build_id=build_id, offset=size, text=text))
-    db.execute(update(Build).where(Build.id == build_id).values(log_size=size + len(data)))
-    db.commit()
+    connection.execute(_ADD_CHUNK, {"build_id": build_id, "offset": size, "text": text})
+    connection.execute(_SET_LOG_SIZE, {"build_id": build_id, "new_size": size + len(data)})
     return not full
 
 
@@ -277,21 +296,29 @@ def _record_packages(db: Session, build_id: int, packages: list[PackageInfo]) ->
             select(Channel).where(Channel.name == channel_name),
             Channel(name=channel_name, last_update=now),
         )
+        connection = db.connection()
+        names = sorted({i.name for i in infos})
         known = {
-            _package_key(p): p
-            for p in db.scalars(
-                select(Package).where(
-                    Package.channel_id == channel.id, Package.name.in_({i.name for i in infos})
-                )
-            )
+            (row.manager, row.name, row.version, row.build, row.sha256): row.id
+            for row in connection.execute(_KNOWN_PACKAGES, {"channel": channel.id, "names": names})
         }
+        links = []
         for info in infos:
-            package = known.get(_info_key(info)) or _new_package(db, channel, info)
-            db.add(BuildPackage(build_id=build_id, package_id=package.id, requested=info.requested))
+            package_id = known.get(_info_key(info)) or _new_package(db, channel, info).id
+            links.append(
+                {"build_id": build_id, "package_id": package_id, "requested": info.requested}
+            )
+        connection.execute(_LINK_PACKAGES, links)
 
 
-def _package_key(p: Package) -> tuple[str, str, str, str, str]:
-    return (p.manager, p.name, p.version, p.build, p.sha256)
+# Columns, not ORM objects, for the packages a build links (most known from earlier builds),
+# and one executemany for the links: loading and adding a few hundred objects cost more.
+_KNOWN_PACKAGES = select(
+    Package.id, Package.manager, Package.name, Package.version, Package.build, Package.sha256
+).where(
+    Package.channel_id == bindparam("channel"), Package.name.in_(bindparam("names", expanding=True))
+)
+_LINK_PACKAGES = insert(BuildPackage)
 
 
 def _info_key(info: PackageInfo) -> tuple[str, str, str, str, str]:
