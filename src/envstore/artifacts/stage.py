@@ -49,10 +49,11 @@ def produce_artifacts(
             options = TreeOptions(
                 old_prefix=str(prefix), new_prefix=str(prefix), variables=variables
             )
-            handle = files.enter_context(archive_path.open("wb"))
+            # "x": a new file, never one a blob store may have linked (put_hashed_file)
+            handle = files.enter_context(archive_path.open("xb"))
             outputs.append(TreeOutput(handle, options, tar_digest=False))
         if "DOCKER_MANIFEST" in kinds:
-            handle = files.enter_context(layer_path.open("wb"))
+            handle = files.enter_context(layer_path.open("xb"))
             outputs.append(layer_output(handle, prefix, image_prefix, variables, layer_compression))
         digests = write_trees(prefix, outputs) if outputs else []
     described: list[dict[str, Any]] = []

@@ -173,8 +173,8 @@ class PackExecutor:
                 self._fail(claimed.build_id, worker_id, "pack_failed: the pack process died")
             return
         files = PackResult.read(result_file).artifact_files
-        try:  # upload and verify before the database links anything (D4)
-            store_artifact_files(self.blobs, files)
+        try:  # stored before the database links anything (D4); hashed as they were written
+            store_artifact_files(self.blobs, files, hashed=True)
         except Exception as exc:
             self._fail(claimed.build_id, worker_id, f"artifact_upload_failed: {exc}")
             return

@@ -60,9 +60,10 @@ __all__ = [
     "reusable_artifacts",
 ]
 
-# Part of every pack key: a change to what the packer writes (layout, compression) must not
-# reuse blobs written by the previous one.
-PACK_FORMAT = 2
+# Part of every pack key: a change to what the packer writes (layout, compression, and the
+# chunks the threaded gzip is fed, which its blocks follow) must not reuse blobs written by the
+# previous one.
+PACK_FORMAT = 3
 
 
 @dataclass(frozen=True)
