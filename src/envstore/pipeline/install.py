@@ -7,6 +7,8 @@ that the lock arrived whole and gives dependencies, summaries and licenses for t
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -20,8 +22,9 @@ __all__ = ["install_pypi"]
 
 def install_pypi(
     solved: SolvedEnvironment, request: BuildRequest, log: pypi.Log
-) -> dict[str, pypi.InstalledDistribution]:
-    """Create ``request.prefix`` and install ``solved.packages``; return installed metadata."""
+) -> tuple[dict[str, pypi.InstalledDistribution], int]:
+    """Create ``request.prefix`` and install ``solved.packages``; return the installed
+    metadata and the prefix's size on disk."""
     python = pypi.create_venv(
         request.prefix, solved.python, log=log, cache_dir=request.uv_cache_dir
     )
@@ -34,9 +37,13 @@ def install_pypi(
             work_dir=request.work_dir,
             index_url=request.pypi_index_url,
         )
-    installed = pypi.installed_distributions(python)
+    # Measured while the environment's interpreter reads its metadata: walking ~10,000
+    # files and starting an interpreter both wait on the OS, and the build waits for neither.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefix-size") as pool:
+        size = pool.submit(pypi.prefix_size, request.prefix)
+        installed = pypi.installed_distributions(python)
     _check_installed(solved, installed)
-    return installed
+    return installed, size.result()
 
 
 def _check_installed(

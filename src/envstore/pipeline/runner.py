@@ -82,9 +82,9 @@ def build_pypi(request: BuildRequest, log: Log) -> BuildResult:
             lambda: pypi.requirement_edges(request, list(spec.pip), solved.python, log),
         )
     with stage("install", log):
-        installed = install_pypi(solved, request, log)
+        installed, size = install_pypi(solved, request, log)
     with stage("lock", log):
-        result = lock_pypi(solved, installed, spec, request)
+        result = lock_pypi(solved, installed, spec, request, size)
     log(f"{len(result.packages)} package(s), {result.size / 1e6:.1f} MB on disk")
     return result
 
