@@ -32,6 +32,7 @@ from envstore.artifacts import relocate
 
 __all__ = [
     "FIXED_MTIME",
+    "ZSTD_LEVEL",
     "HashingWriter",
     "TarStream",
     "ThreadedWriter",
@@ -127,6 +128,7 @@ class TreeOutput:
     options: TreeOptions
     compression: Compression = "gzip"
     tar_digest: bool = True  # an image layer needs it (its diff_id); an archive does not
+    zstd_level: int = ZSTD_LEVEL  # fixed per server: the same prefix gives the same bytes
 
 
 def write_tree(
@@ -153,7 +155,9 @@ def write_trees(prefix: Path, outputs: list[TreeOutput]) -> list[tuple[str, str]
     with contextlib.ExitStack() as stack:
         for output in outputs:
             compressed = HashingWriter(output.out)
-            zipped = stack.enter_context(_compressor(compressed, output.compression))
+            zipped = stack.enter_context(
+                _compressor(compressed, output.compression, output.zstd_level)
+            )
             plain = HashingWriter(zipped, hashing=output.tar_digest)
             feeder = stack.enter_context(ThreadedWriter(plain))
             sinks.append((TarStream(feeder), plain, compressed, output.options))
@@ -213,16 +217,18 @@ class ThreadedWriter:
 
 
 @contextlib.contextmanager
-def _compressor(target: HashingWriter, compression: Compression) -> Iterator[_Writable]:
+def _compressor(
+    target: HashingWriter, compression: Compression, zstd_level: int = ZSTD_LEVEL
+) -> Iterator[_Writable]:
     """A compressing writer into ``target`` that runs its work on other threads.
 
     gzip: ISA-L's igzip at level 1 (about four times zlib -6's speed for ~15 % more bytes; the
-    conda-store CLI opens the archive with tarfile, so it stays gzip). zstd: level 3 with a
-    thread per core; both give the same bytes whatever the number of threads, so a layer's
+    conda-store CLI opens the archive with tarfile, so it stays gzip). zstd: level 3 unless
+    the server says otherwise (``oci_zstd_level``), with a thread per core; both give the same bytes whatever the number of threads, so a layer's
     digest does not depend on the machine that wrote it.
     """
     if compression == "zstd":
-        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+        compressor = zstandard.ZstdCompressor(level=zstd_level, threads=-1)
         with compressor.stream_writer(cast(IO[bytes], target), closefd=False) as zwriter:
             yield zwriter
         return

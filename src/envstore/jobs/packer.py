@@ -83,6 +83,7 @@ class PackExecutor:
                 oci_prefix=self.settings.oci_prefix,
                 oci_base_layer=str(self.settings.oci_base_layer or "") or None,
                 layer_compression=self.settings.oci_layer_compression,
+                zstd_level=self.settings.oci_zstd_level,
             )
             request.write(work / REQUEST_FILE)
             self._log(claimed.build_id, f"[envstore] packing {', '.join(claimed.kinds)}\n")

@@ -213,6 +213,7 @@ def run_pack(request_path: Path) -> PackResult | BuildFailureInfo:
                 image_prefix=request.oci_prefix,
                 base_layer=request.oci_base_layer,
                 layer_compression=request.layer_compression,
+                zstd_level=request.zstd_level,
                 log=log_line,
             )
         outcome = PackResult(files)
