@@ -201,7 +201,8 @@ def run_pack(request_path: Path) -> PackResult | BuildFailureInfo:
     os.chdir(request.work_dir)
     outcome: PackResult | BuildFailureInfo
     try:
-        # imported here: a runner's start-up, which a build may wait for, does not pay for it
+        # imported here (or by serve() after a build): a runner's start-up, which a build may
+        # wait for, does not pay for it
         from envstore.artifacts.stage import produce_artifacts
 
         with stage("artifacts", log_line):
@@ -273,6 +274,9 @@ def serve(requests: io.TextIOBase) -> int:
         log_line(end_line(nonce, 1 if failed else 0, more))
         if not more:
             break
+        # A build is usually followed by its pack job: the packer's modules are loaded
+        # now, while the worker publishes the build, rather than once the job has come.
+        importlib.import_module("envstore.artifacts.stage")
     return 0
 
 
