@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envstore.backends import pypi
+from envstore.backends.installed import InstalledReader
 from envstore.errors import BuildFailure
 from envstore.pipeline.contract import BuildRequest
 from envstore.pipeline.solve import SolvedEnvironment
@@ -28,20 +29,22 @@ def install_pypi(
     python = pypi.create_venv(
         request.prefix, solved.python, log=log, cache_dir=request.uv_cache_dir
     )
-    if solved.packages:
-        pypi.install(
-            solved.packages,
-            python,
-            cache_dir=request.uv_cache_dir,
-            log=log,
-            work_dir=request.work_dir,
-            index_url=request.pypi_index_url,
-        )
-    # Measured while the environment's interpreter reads its metadata: walking ~10,000
-    # files and starting an interpreter both wait on the OS, and the build waits for neither.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefix-size") as pool:
-        size = pool.submit(pypi.prefix_size, request.prefix)
-        installed = pypi.installed_distributions(python)
+    # The interpreter that lists what was installed starts (and imports) during the install.
+    with InstalledReader(python) as reader:
+        if solved.packages:
+            pypi.install(
+                solved.packages,
+                python,
+                cache_dir=request.uv_cache_dir,
+                log=log,
+                work_dir=request.work_dir,
+                index_url=request.pypi_index_url,
+            )
+        # Measured while the interpreter reads: walking ~10,000 files and the interpreter's
+        # reading both wait on the OS, and the build waits for neither.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefix-size") as pool:
+            size = pool.submit(pypi.prefix_size, request.prefix)
+            installed = reader.read()
     _check_installed(solved, installed)
     return installed, size.result()
 
