@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         default="zstd",
         description="image layers: zstd (Docker 23+, podman 4+), gzip for older clients",
     )
+    oci_zstd_level: int = Field(
+        default=3,
+        ge=1,
+        le=19,
+        description="zstd level of image layers: 3 as the zstd CLI; 2 costs ~30 % less CPU for "
+        "~8 % more bytes, 1 ~40 % less for ~19 % more (part of the pack key)",
+    )
     # below the 30 s read timeout of envstore's CLI: a client gets the 404 naming the state
     # rather than a timeout of its own
     artifact_wait_seconds: float = Field(

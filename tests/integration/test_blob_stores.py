@@ -107,6 +107,47 @@ def test_store_contract(store: LocalBlobStore, tmp_path: Path) -> None:
         store.get_bytes("../../etc/passwd")
 
 
+def test_hashed_file_is_stored_under_its_digest(store: LocalBlobStore, tmp_path: Path) -> None:
+    """A pack job's file, hashed as it was written: stored and served verified by every
+    store; the staged file stays where it was (a later restore after a collection uses it)."""
+    staged = tmp_path / "layer"
+    staged.write_bytes(b"y" * 3_000_000)
+    digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+    store.put_hashed_file(staged, digest)
+    store.put_hashed_file(staged, digest)  # again, as a second pack of the same bytes would
+    assert store.get_bytes(digest) == b"y" * 3_000_000
+    assert store.size(digest) == 3_000_000 and staged.exists()
+    assert [b.digest for b in store.list_blobs()] == [digest]
+
+
+def test_local_hashed_file_is_linked_not_copied(tmp_path: Path) -> None:
+    """The local store does not read or copy 200 MB again that its writer has just hashed:
+    the blob is the staged file itself, synced and hard-linked under its digest."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    staged = tmp_path / "work" / "archive.tar.gz"
+    staged.parent.mkdir()
+    staged.write_bytes(b"archive" * 1000)
+    digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+    store.put_hashed_file(staged, digest)
+    blob = tmp_path / "blobs" / digest
+    assert blob.stat().st_ino == staged.stat().st_ino
+    assert blob.stat().st_mode & 0o777 == 0o600
+    staged.unlink()  # the pack job's work directory is removed: the blob stays
+    assert store.get_bytes(digest) == b"archive" * 1000
+
+
+def test_s3_still_verifies_a_hashed_file(moto_url: str, tmp_path: Path) -> None:
+    """An upload reads the file anyway, and an S3-compatible server need not check the
+    checksum it is sent (moto does not): a wrong digest stores nothing."""
+    store = _s3(moto_url, prefix=f"h{time.monotonic_ns()}/")
+    staged = tmp_path / "staged"
+    staged.write_bytes(b"z" * 100_000)
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    with pytest.raises(CorruptBlob):
+        store.put_hashed_file(staged, wrong)
+    assert not store.exists(wrong)
+
+
 def test_s3_download_url_is_presigned_and_short_lived(moto_url: str) -> None:
     store = _s3(moto_url)
     digest = store.put_bytes(b"archive bytes")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from envstore.artifacts.tarball import (
+    ZSTD_LEVEL,
     Compression,
     HashingWriter,
     TreeOptions,
@@ -99,6 +100,7 @@ def layer_output(
     image_prefix: str,
     variables: dict[str, str],
     compression: Compression,
+    zstd_level: int = ZSTD_LEVEL,
 ) -> TreeOutput:
     """How the environment's layer is laid out: at ``image_prefix``, embedded prefixes
     rewritten to it (to write with other outputs in one pass, :func:`write_trees`)."""
@@ -108,7 +110,7 @@ def layer_output(
         new_prefix=image_prefix,
         variables=variables,
     )
-    return TreeOutput(out, options, compression)
+    return TreeOutput(out, options, compression, zstd_level=zstd_level)
 
 
 def finish_layer(staging: Path, diff_id: str, digest: str, compression: Compression) -> ImageBlob:

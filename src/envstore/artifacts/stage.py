@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from envstore.artifacts.oci import assemble_image, finish_layer, layer_output
-from envstore.artifacts.tarball import Compression, TreeOptions, TreeOutput, write_trees
+from envstore.artifacts.tarball import (
+    ZSTD_LEVEL,
+    Compression,
+    TreeOptions,
+    TreeOutput,
+    write_trees,
+)
 
 __all__ = ["ARCHIVE_MEDIA_TYPE", "FILE_ARTIFACTS", "produce_artifacts"]
 
@@ -34,6 +40,7 @@ def produce_artifacts(
     image_prefix: str = "/opt/env",
     base_layer: str | None = None,
     layer_compression: Compression = "zstd",
+    zstd_level: int = ZSTD_LEVEL,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Write the requested artifact files; describe each as a dict (``PackResult``)."""
@@ -49,11 +56,14 @@ def produce_artifacts(
             options = TreeOptions(
                 old_prefix=str(prefix), new_prefix=str(prefix), variables=variables
             )
-            handle = files.enter_context(archive_path.open("wb"))
+            # "x": a new file, never one a blob store may have linked (put_hashed_file)
+            handle = files.enter_context(archive_path.open("xb"))
             outputs.append(TreeOutput(handle, options, tar_digest=False))
         if "DOCKER_MANIFEST" in kinds:
-            handle = files.enter_context(layer_path.open("wb"))
-            outputs.append(layer_output(handle, prefix, image_prefix, variables, layer_compression))
+            handle = files.enter_context(layer_path.open("xb"))
+            outputs.append(
+                layer_output(handle, prefix, image_prefix, variables, layer_compression, zstd_level)
+            )
         digests = write_trees(prefix, outputs) if outputs else []
     described: list[dict[str, Any]] = []
     if "CONDA_PACK" in kinds:

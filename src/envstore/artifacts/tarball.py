@@ -15,9 +15,11 @@ import io
 import json
 import os
 import posixpath
+import queue
 import shlex
 import stat
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +32,10 @@ from envstore.artifacts import relocate
 
 __all__ = [
     "FIXED_MTIME",
+    "ZSTD_LEVEL",
     "HashingWriter",
     "TarStream",
+    "ThreadedWriter",
     "TreeOptions",
     "TreeOutput",
     "activate_script",
@@ -124,6 +128,7 @@ class TreeOutput:
     options: TreeOptions
     compression: Compression = "gzip"
     tar_digest: bool = True  # an image layer needs it (its diff_id); an archive does not
+    zstd_level: int = ZSTD_LEVEL  # fixed per server: the same prefix gives the same bytes
 
 
 def write_tree(
@@ -138,8 +143,10 @@ def write_trees(prefix: Path, outputs: list[TreeOutput]) -> list[tuple[str, str]
     of a build, say); return (tar digest or "" when not asked for, compressed digest) for each
     output, in order.
 
-    Every output must rewrite from the same ``old_prefix``. The compressors run in their own
-    threads (igzip and zstd release the GIL), so this thread only walks, reads and frames.
+    Every output must rewrite from the same ``old_prefix``. Each output's tar stream is
+    hashed and compressed in a thread of its own (:class:`ThreadedWriter`; hashlib, igzip and
+    zstd release the GIL), so this thread only walks, reads and frames, and the two cores are
+    kept busy by the compressors rather than waiting on it.
     """
     olds = {output.options.old_prefix for output in outputs}
     if len(olds) > 1:
@@ -148,9 +155,12 @@ def write_trees(prefix: Path, outputs: list[TreeOutput]) -> list[tuple[str, str]
     with contextlib.ExitStack() as stack:
         for output in outputs:
             compressed = HashingWriter(output.out)
-            zipped = stack.enter_context(_compressor(compressed, output.compression))
+            zipped = stack.enter_context(
+                _compressor(compressed, output.compression, output.zstd_level)
+            )
             plain = HashingWriter(zipped, hashing=output.tar_digest)
-            sinks.append((TarStream(plain), plain, compressed, output.options))
+            feeder = stack.enter_context(ThreadedWriter(plain))
+            sinks.append((TarStream(feeder), plain, compressed, output.options))
         # the relocation manifest comes last: it lists what the entries were found to hold
         files = _write_entries([(tar, options) for tar, _, _, options in sinks], prefix)
         for tar, _, _, options in sinks:
@@ -163,17 +173,62 @@ def write_trees(prefix: Path, outputs: list[TreeOutput]) -> list[tuple[str, str]
     ]
 
 
+class ThreadedWriter:
+    """Hands what is written to ``target`` on a thread of its own, in order.
+
+    The tar of an output is hashed (an image layer's ``diff_id``) and compressed there, off
+    the thread that walks and frames the prefix. The queue is bounded, so memory stays at a
+    few chunks. An error of the target (a full disk, say) is raised by the next ``write`` or
+    by the exit of the ``with`` block; after one, what is queued is dropped.
+    """
+
+    _DEPTH = 8  # chunks of up to 1 MiB (a big file is one chunk)
+
+    def __init__(self, target: _Writable) -> None:
+        self.target = target
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[bytes] = queue.Queue(self._DEPTH)
+        self._thread = threading.Thread(target=self._drain, name="tar-output", daemon=True)
+
+    def __enter__(self) -> ThreadedWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queue.put(b"")  # the end: write() never queues an empty chunk
+        self._thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+    def write(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        if data:
+            self._queue.put(data)
+        return len(data)
+
+    def _drain(self) -> None:
+        while data := self._queue.get():
+            if self.error is None:
+                try:
+                    self.target.write(data)
+                except BaseException as exc:  # handed to the writing thread
+                    self.error = exc
+
+
 @contextlib.contextmanager
-def _compressor(target: HashingWriter, compression: Compression) -> Iterator[_Writable]:
+def _compressor(
+    target: HashingWriter, compression: Compression, zstd_level: int = ZSTD_LEVEL
+) -> Iterator[_Writable]:
     """A compressing writer into ``target`` that runs its work on other threads.
 
     gzip: ISA-L's igzip at level 1 (about four times zlib -6's speed for ~15 % more bytes; the
-    conda-store CLI opens the archive with tarfile, so it stays gzip). zstd: level 3 with a
-    thread per core; both give the same bytes whatever the number of threads, so a layer's
+    conda-store CLI opens the archive with tarfile, so it stays gzip). zstd: level 3 unless
+    the server says otherwise (``oci_zstd_level``), with a thread per core; both give the same bytes whatever the number of threads, so a layer's
     digest does not depend on the machine that wrote it.
     """
     if compression == "zstd":
-        compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+        compressor = zstandard.ZstdCompressor(level=zstd_level, threads=-1)
         with compressor.stream_writer(cast(IO[bytes], target), closefd=False) as zwriter:
             yield zwriter
         return
@@ -281,16 +336,19 @@ class TarStream:
 
     ``tarfile`` builds each header through a dictionary, a copy of the TarInfo and per-field
     encoders, and writes header, data and padding separately; the build's artifacts stage spent
-    most of its time there. Entries are gathered in a buffer and written 1 MiB at a time.
+    most of its time there. Small entries are gathered and written 1 MiB at a time; the
+    contents of big files are handed on as they were read, without a copy.
     Entries a ustar header cannot hold (names over 100 bytes, non-ASCII names, sizes of 8 GiB
     and more) are still encoded by ``tarfile``, with their PAX extended header.
     """
 
     _FLUSH = 1 << 20
+    _DIRECT = 1 << 16  # a file this big is written as it is, not copied into a chunk
 
     def __init__(self, out: _Writable) -> None:
         self.out = out
-        self.buffer = bytearray()
+        self.pending: list[bytes] = []
+        self.pending_size = 0
         self.offset = 0
 
     def add(self, name: str, mode: int, kind: bytes, data: bytes = b"", link: str = "") -> None:
@@ -319,18 +377,20 @@ class TarStream:
 
     def _put(self, data: bytes) -> None:
         self.offset += len(data)
-        if len(data) >= self._FLUSH:  # a big file goes straight through, not copied twice
+        if len(data) >= self._DIRECT:  # a big file goes straight through, never copied
             self._flush()
             self.out.write(data)
             return
-        self.buffer += data
-        if len(self.buffer) >= self._FLUSH:
+        self.pending.append(data)
+        self.pending_size += len(data)
+        if self.pending_size >= self._FLUSH:
             self._flush()
 
     def _flush(self) -> None:
-        if self.buffer:
-            self.out.write(bytes(self.buffer))
-            self.buffer.clear()
+        if self.pending:
+            self.out.write(b"".join(self.pending))  # the one copy of a small entry
+            self.pending.clear()
+            self.pending_size = 0
 
 
 _EMPTY_IDS = b"0000000\0" * 2  # uid, gid: 0

@@ -50,6 +50,8 @@ __all__ = [
     "host_platform",
     "install",
     "installed_distributions",
+    "metadata_command",
+    "parse_installed",
     "parse_pylock",
     "prefix_size",
     "requirement_edges",
@@ -85,6 +87,8 @@ _MAX_LICENSE = 120
 _METADATA_SCRIPT = """
 import json, os, platform, sys
 from importlib.metadata import distributions
+if sys.argv[1:] == ["--when-told"]:  # started before the install: read once it is done
+    sys.stdin.readline()
 def full(info):
     v = "%d.%d.%d" % (info.major, info.minor, info.micro)
     return v if info.releaselevel == "final" else v + info.releaselevel[0] + str(info.serial)
@@ -513,14 +517,23 @@ def installed_distributions(python: str) -> dict[str, InstalledDistribution]:
     The interpreter reads its own metadata (stdlib only, so it works for any Python); markers
     of ``Requires-Dist`` are evaluated here for that interpreter's environment, without extras.
     """
-    proc = subprocess.run(
-        [python, "-I", "-c", _METADATA_SCRIPT], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
+    proc = subprocess.run(metadata_command(python), capture_output=True, text=True, check=False)
+    return parse_installed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def metadata_command(python: str) -> list[str]:
+    """How ``python`` prints its installed metadata (with ``--when-told``: once a line comes
+    on its stdin, so that it can be started, and import, while the install still runs)."""
+    return [python, "-I", "-c", _METADATA_SCRIPT]
+
+
+def parse_installed(code: int, stdout: str, stderr: str) -> dict[str, InstalledDistribution]:
+    """The outcome of :func:`metadata_command`, keyed by canonical name."""
+    if code != 0:
         raise BuildFailure(
-            "install_failed", f"cannot read installed metadata: {proc.stderr.strip()[-500:]}"
+            "install_failed", f"cannot read installed metadata: {stderr.strip()[-500:]}"
         )
-    data = json.loads(proc.stdout)
+    data = json.loads(stdout)
     env: dict[str, str] = {**data["env"], "extra": ""}
     result: dict[str, InstalledDistribution] = {}
     for dist in data["dists"]:

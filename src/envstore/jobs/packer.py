@@ -83,6 +83,7 @@ class PackExecutor:
                 oci_prefix=self.settings.oci_prefix,
                 oci_base_layer=str(self.settings.oci_base_layer or "") or None,
                 layer_compression=self.settings.oci_layer_compression,
+                zstd_level=self.settings.oci_zstd_level,
             )
             request.write(work / REQUEST_FILE)
             self._log(claimed.build_id, f"[envstore] packing {', '.join(claimed.kinds)}\n")
@@ -173,8 +174,8 @@ class PackExecutor:
                 self._fail(claimed.build_id, worker_id, "pack_failed: the pack process died")
             return
         files = PackResult.read(result_file).artifact_files
-        try:  # upload and verify before the database links anything (D4)
-            store_artifact_files(self.blobs, files)
+        try:  # stored before the database links anything (D4); hashed as they were written
+            store_artifact_files(self.blobs, files, hashed=True)
         except Exception as exc:
             self._fail(claimed.build_id, worker_id, f"artifact_upload_failed: {exc}")
             return

@@ -160,6 +160,7 @@ class PackRequest:
     oci_prefix: str = "/opt/env"
     oci_base_layer: str | None = None
     layer_compression: Literal["gzip", "zstd"] = "zstd"
+    zstd_level: int = 3
     job: Literal["pack"] = "pack"
 
     def write(self, path: Path) -> None:

@@ -7,10 +7,13 @@ that the lock arrived whole and gives dependencies, summaries and licenses for t
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envstore.backends import pypi
+from envstore.backends.installed import InstalledReader
 from envstore.errors import BuildFailure
 from envstore.pipeline.contract import BuildRequest
 from envstore.pipeline.solve import SolvedEnvironment
@@ -20,23 +23,30 @@ __all__ = ["install_pypi"]
 
 def install_pypi(
     solved: SolvedEnvironment, request: BuildRequest, log: pypi.Log
-) -> dict[str, pypi.InstalledDistribution]:
-    """Create ``request.prefix`` and install ``solved.packages``; return installed metadata."""
+) -> tuple[dict[str, pypi.InstalledDistribution], int]:
+    """Create ``request.prefix`` and install ``solved.packages``; return the installed
+    metadata and the prefix's size on disk."""
     python = pypi.create_venv(
         request.prefix, solved.python, log=log, cache_dir=request.uv_cache_dir
     )
-    if solved.packages:
-        pypi.install(
-            solved.packages,
-            python,
-            cache_dir=request.uv_cache_dir,
-            log=log,
-            work_dir=request.work_dir,
-            index_url=request.pypi_index_url,
-        )
-    installed = pypi.installed_distributions(python)
+    # The interpreter that lists what was installed starts (and imports) during the install.
+    with InstalledReader(python) as reader:
+        if solved.packages:
+            pypi.install(
+                solved.packages,
+                python,
+                cache_dir=request.uv_cache_dir,
+                log=log,
+                work_dir=request.work_dir,
+                index_url=request.pypi_index_url,
+            )
+        # Measured while the interpreter reads: walking ~10,000 files and the interpreter's
+        # reading both wait on the OS, and the build waits for neither.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefix-size") as pool:
+            size = pool.submit(pypi.prefix_size, request.prefix)
+            installed = reader.read()
     _check_installed(solved, installed)
-    return installed
+    return installed, size.result()
 
 
 def _check_installed(

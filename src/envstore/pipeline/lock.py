@@ -26,8 +26,9 @@ def lock_pypi(
     installed: dict[str, pypi.InstalledDistribution],
     spec: EnvironmentSpec,
     request: BuildRequest,
+    size: int,
 ) -> BuildResult:
-    """The :class:`BuildResult` of a finished PyPI build."""
+    """The :class:`BuildResult` of a finished PyPI build (``size``: its prefix on disk)."""
     packages = list(solved.packages)
     if not solved.from_lockfile:
         packages = pypi.with_dependencies(packages, installed)
@@ -57,7 +58,7 @@ def lock_pypi(
         lockfile=lock.to_yaml(),
         pinned_yaml=pinned_yaml(spec, lock),
         packages=infos,
-        size=pypi.prefix_size(request.prefix),
+        size=size,
         python_version=solved.python_version,
     )
 

@@ -82,9 +82,9 @@ def build_pypi(request: BuildRequest, log: Log) -> BuildResult:
             lambda: pypi.requirement_edges(request, list(spec.pip), solved.python, log),
         )
     with stage("install", log):
-        installed = install_pypi(solved, request, log)
+        installed, size = install_pypi(solved, request, log)
     with stage("lock", log):
-        result = lock_pypi(solved, installed, spec, request)
+        result = lock_pypi(solved, installed, spec, request, size)
     log(f"{len(result.packages)} package(s), {result.size / 1e6:.1f} MB on disk")
     return result
 
@@ -201,7 +201,8 @@ def run_pack(request_path: Path) -> PackResult | BuildFailureInfo:
     os.chdir(request.work_dir)
     outcome: PackResult | BuildFailureInfo
     try:
-        # imported here: a runner's start-up, which a build may wait for, does not pay for it
+        # imported here (or by serve() after a build): a runner's start-up, which a build may
+        # wait for, does not pay for it
         from envstore.artifacts.stage import produce_artifacts
 
         with stage("artifacts", log_line):
@@ -213,6 +214,7 @@ def run_pack(request_path: Path) -> PackResult | BuildFailureInfo:
                 image_prefix=request.oci_prefix,
                 base_layer=request.oci_base_layer,
                 layer_compression=request.layer_compression,
+                zstd_level=request.zstd_level,
                 log=log_line,
             )
         outcome = PackResult(files)
@@ -272,6 +274,9 @@ def serve(requests: io.TextIOBase) -> int:
         log_line(end_line(nonce, 1 if failed else 0, more))
         if not more:
             break
+        # A build is usually followed by its pack job: the packer's modules are loaded
+        # now, while the worker publishes the build, rather than once the job has come.
+        importlib.import_module("envstore.artifacts.stage")
     return 0
 
 

@@ -108,10 +108,18 @@ def explicit_text(db: Session, blobs: BlobStore, build_id: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def store_artifact_files(blobs: BlobStore, files: list[dict[str, Any]]) -> None:
-    """Upload every staged artifact file, digest verified, before anything links them."""
+def store_artifact_files(
+    blobs: BlobStore, files: list[dict[str, Any]], *, hashed: bool = False
+) -> None:
+    """Upload every staged artifact file before anything links them: verified by digest, or
+    with ``hashed`` (a pack job's files, whose digests were computed on the bytes as they
+    were written) stored without reading them again where the store can."""
     for item in files:
-        blobs.put_file(Path(item["path"]), str(item["sha256"]))
+        path, digest = Path(item["path"]), str(item["sha256"])
+        if hashed:
+            blobs.put_hashed_file(path, digest)
+        else:
+            blobs.put_file(path, digest)
 
 
 def hold_blob(db: Session, digest: str) -> None:

@@ -60,9 +60,10 @@ __all__ = [
     "reusable_artifacts",
 ]
 
-# Part of every pack key: a change to what the packer writes (layout, compression) must not
-# reuse blobs written by the previous one.
-PACK_FORMAT = 2
+# Part of every pack key: a change to what the packer writes (layout, compression, and the
+# chunks the threaded gzip is fed, which its blocks follow) must not reuse blobs written by the
+# previous one.
+PACK_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def pack_key(settings: Settings, lockfile_digest: str, kinds: Sequence[str], var
         "variables": variables or {},
         "oci_prefix": settings.oci_prefix,
         "layer": settings.oci_layer_compression,
+        "zstd_level": settings.oci_zstd_level,
         "base": [str(base), base_stat.st_size, base_stat.st_mtime_ns] if base_stat else None,
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()

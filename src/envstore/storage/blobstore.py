@@ -2,7 +2,10 @@
 
 Every blob is named by the sha256 of its bytes. Writers hand over a staged file or bytes and
 the digest they expect; the store verifies it before the blob becomes visible under that name
-(nothing half-written is ever readable). Readers get bytes verified against the digest, so a
+(nothing half-written is ever readable), unless the writer hashed the bytes as it wrote them
+(``put_hashed_file``): reading 200 MB again to check what was just hashed proves nothing more
+than the write did, since anything that could change the file in between could as well write
+into the store. Readers get bytes verified against the digest, so a
 blob corrupted at rest is never served as valid (RELIABILITY.md D5). Implementations:
 :mod:`.local` (a directory), :mod:`.s3` (boto3), :mod:`.memory` (tests).
 """
@@ -44,6 +47,13 @@ class BlobStore(Protocol):
 
     def put_file(self, path: Path, digest: str) -> None:
         """Store the file at ``path``; CorruptBlob if its bytes do not hash to ``digest``."""
+        ...
+
+    def put_hashed_file(self, path: Path, digest: str) -> None:
+        """Store the file at ``path`` whose ``digest`` its writer computed on the bytes as it
+        wrote them (a pack job's archive and layer): a store that can avoid reading it again
+        does (the local store links it into place); one that reads it anyway (an upload)
+        still verifies it. ``path`` stays where it is."""
         ...
 
     def get_bytes(self, digest: str) -> bytes:

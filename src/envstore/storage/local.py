@@ -1,13 +1,15 @@
 """Content-addressed blob storage on local disk (``<store>/blobs/sha256/<digest>``).
 
 Writes are staged in a temporary file in the same directory, hashed, then renamed into place,
-so a half-written blob is never visible under its digest; reads verify the digest (D5).
+so a half-written blob is never visible under its digest; a file hashed by its writer is
+synced and hard-linked into place instead of copied; reads verify the digest (D5).
 Re-putting an existing blob refreshes its mtime, which the garbage collector's grace period
 counts from (D6).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -27,6 +29,9 @@ from envstore.storage.blobstore import (
 )
 
 __all__ = ["BlobStore", "CorruptBlob", "LocalBlobStore"]
+
+# link(2) errors that mean "not here": another filesystem, or one without hard links
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 
 class LocalBlobStore:
@@ -84,6 +89,27 @@ class LocalBlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def put_hashed_file(self, path: Path, digest: str) -> None:
+        """Made durable, then hard-linked under its digest (atomic: the name appears with
+        every byte); copied and verified when the staged file is on another filesystem."""
+        target = self._path(digest)
+        if self._refresh(target):
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as handle:  # on disk before anything names it
+            os.fsync(handle.fileno())
+        path.chmod(0o600)  # as mkstemp makes the blobs that put_file writes
+        try:
+            os.link(path, target)
+        except FileExistsError:  # another writer stored the same bytes meanwhile
+            self._refresh(target)
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+            self.put_file(path, digest)
+        else:
+            os.utime(target)  # the collector's grace period counts from now
 
     def get_bytes(self, digest: str) -> bytes:
         path = self._path(digest)
