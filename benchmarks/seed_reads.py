@@ -13,13 +13,16 @@ It uses ``populate`` and ``make_token`` of the checkout's own ``benchmarks/api_r
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from pathlib import Path
 
 
 def main() -> None:
-    store = Path(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("store", type=Path, help="the store directory to create and seed")
+    store = parser.parse_args().store
     sys.path[:0] = [str(Path.cwd()), str(Path.cwd() / "benchmarks")]
     api_reads = importlib.import_module("api_reads")  # the checkout's own, not this one's
     api_reads.populate(store, 20, 10, 1)
