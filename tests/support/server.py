@@ -106,8 +106,28 @@ class ServerProcess:
                 return build
             time.sleep(0.1)
         raise AssertionError(
-            f"build {build_id} still {self.build(build_id)['status']} after {timeout}s"
+            f"build {build_id} still {self.build(build_id)['status']} after {timeout}s\n"
+            + self.diagnosis(build_id)
         )
+
+    def diagnosis(self, build_id: int) -> str:
+        """What a test that timed out on a build prints: the end of its log and where every
+        thread of the server is (py-spy, a dev dependency), to find a hang after the fact."""
+        parts = []
+        with contextlib.suppress(Exception):
+            log = self.api("GET", f"/build/{build_id}/logs/").text
+            parts.append(f"--- end of the build log ---\n{log[-3000:]}")
+        py_spy = Path(sys.executable).parent / "py-spy"
+        if self.process is not None and py_spy.exists():
+            with contextlib.suppress(Exception):
+                dump = subprocess.run(
+                    [str(py_spy), "dump", "--pid", str(self.process.pid)],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                parts.append(f"--- server threads ---\n{dump.stdout[-6000:]}{dump.stderr[-500:]}")
+        return "\n".join(parts)
 
     def wait_for_artifacts(self, build_id: int, timeout: float = 120.0) -> dict[str, Any]:
         """The build once its pack job (archive, image) has ended: they are made after
