@@ -58,10 +58,9 @@ def test_W6b_redis_cut_while_a_build_completes_its_pack_job_is_sent_after(
         )
         try:
             api = cluster.api()
-            # two slots: with one, the slot's failed ack during the cut would leave kombu's
-            # prefetch window full and the worker would never read the queue again (a known
-            # issue of a fully busy worker, docs/reliability.md W6c)
-            worker = cluster.worker(concurrency=2)
+            # one slot, busy through the cut (W6c): its late ack fails, and the worker must
+            # still read its queues again to take the pack job once Redis is back
+            worker = cluster.worker(concurrency=1)
             index.delay = 3
             build_id = api.submit("w6bpkg==1.0\n", name="w6b")
             api.wait_for(build_id, {"BUILDING"}, timeout=30)
