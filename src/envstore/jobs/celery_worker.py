@@ -16,6 +16,8 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from celery import Celery, bootsteps, signals
@@ -28,7 +30,7 @@ from envstore.core.builds import BuildStatus
 from envstore.db.engine import make_engine, session_scope
 from envstore.db.models import utcnow
 from envstore.jobs.celery_app import JOB_KINDS, Broker, make_celery, queue_name, slot_id
-from envstore.jobs.distributed import Reaper, backoff, send_pack
+from envstore.jobs.distributed import Reaper, backoff, send_claimed, send_pack
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.executor import BuildExecutor
 from envstore.jobs.gc import run_gc
@@ -105,10 +107,12 @@ class WorkerRuntime:
         """A retryable failure or an interrupted attempt: back to the broker (with a backoff
         after a failure); if the broker is away, the reaper sends it later."""
         delay = 0.0 if self.executor.stopping.is_set() else backoff(self.settings, attempt)
+        when = utcnow() + timedelta(seconds=delay)  # the claim lasts until the countdown ends
         try:
-            self.broker.send_build(build_id, countdown=delay)
             with session_scope(self.factory) as db:
-                dispatch.mark_dispatched(db, [build_id], utcnow())
+                if dispatch.claim_send(db, build_id, when):  # else the reaper sent it already
+                    send = partial(self.broker.send_build, countdown=delay)
+                    send_claimed([build_id], send, partial(dispatch.release_sends, db, when=when))
         except Exception as exc:
             log.warning("build %s: not sent again now (%s); the reaper will", build_id, exc)
 
