@@ -1,12 +1,14 @@
 """The distributed reaper (jobs/distributed.py) against the real broker (the local Redis) on
 SQLite and PostgreSQL: lost builds requeued with a backoff or FAILED after the last attempt,
 canceled ones never requeued (W11), unsent ones sent (D8), and one leader on PostgreSQL; pack
-jobs (archive, image) the same way: lost ones requeued or FAILED, unsent ones sent."""
+jobs (archive, image) the same way: lost ones requeued or FAILED, unsent ones sent. Every sender
+claims a send before making it, so a reaper pass that falls in the middle of another sender's
+send sends nothing more, and a failed send is made again by the next pass."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,7 +18,7 @@ from sqlalchemy.orm import sessionmaker
 from envstore.db.engine import make_engine, session_scope
 from envstore.db.models import ArtifactJob, Build, utcnow
 from envstore.jobs.celery_app import Broker
-from envstore.jobs.distributed import Leadership, Reaper
+from envstore.jobs.distributed import Dispatcher, Leadership, Reaper, send_pack
 from envstore.services import packing
 from envstore.services import worker as svc
 from envstore.settings import Settings
@@ -156,6 +158,71 @@ def test_lost_pack_job_is_requeued_with_backoff_then_fails(
     assert reaper.broker.depth()["artifacts"] == 2  # a failed job is not sent
     with session_scope(reaper.factory) as db:
         assert db.get_one(Build, build_id).status == "COMPLETED"  # the build stays usable
+
+
+def _reap_first(reaper: Reaper, send: Callable[..., None]) -> Callable[..., None]:
+    """``send``, its first call run just after a reaper pass: the leader's pass falls between
+    another sender's commit and its send (the real broker sends every message)."""
+    passes: list[int] = []
+
+    def reaped_then_sent(*args: object, **kwargs: object) -> None:
+        if not passes:  # once: the pass's own sends go straight to the broker
+            passes.append(1)
+            reaper.reap()
+        send(*args, **kwargs)
+
+    return reaped_then_sent
+
+
+def test_W4_reaper_pass_during_the_api_send_sends_the_build_once(
+    settings: Settings, reaper: Reaper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with client_for(settings) as client:
+        build_id = submit(client)  # committed QUEUED, not yet sent
+    monkeypatch.setattr(reaper.broker, "send_build", _reap_first(reaper, reaper.broker.send_build))
+    dispatcher = Dispatcher(
+        reaper.settings, reaper.leadership.engine, reaper.factory, reaper.broker
+    )
+    dispatcher._send(build_id)  # what the API's dispatcher thread does after the commit
+    assert reaper.broker.depth()["builds"] == 1
+    assert _row(reaper, build_id).dispatched_on is not None
+    reaper.reap()  # sent recently: not again
+    assert reaper.broker.depth()["builds"] == 1
+
+
+def test_W4_reaper_pass_during_the_worker_pack_send_sends_the_job_once(
+    settings: Settings, reaper: Reaper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_id = _completed(settings)  # its pack job committed QUEUED, not yet sent
+    monkeypatch.setattr(reaper.broker, "send_pack", _reap_first(reaper, reaper.broker.send_pack))
+    send_pack(reaper.broker, reaper.factory, build_id)  # what a worker does after the publish
+    assert reaper.broker.depth()["artifacts"] == 1
+    assert _job(reaper, build_id).dispatched_on is not None
+
+
+def test_D8_a_failed_send_gives_its_claim_back_and_the_next_pass_sends(
+    settings: Settings, reaper: Reaper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with client_for(settings) as client:
+        ids = [submit(client, name=f"env{n}") for n in range(3)]
+    real_send = reaper.broker.send_build
+    sent: list[int] = []
+
+    def broker_goes_away(build_id: int, countdown: float = 0.0) -> None:
+        if sent:  # the broker fails after the first message
+            raise ConnectionError("broker away")
+        real_send(build_id, countdown)
+        sent.append(build_id)
+
+    monkeypatch.setattr(reaper.broker, "send_build", broker_goes_away)
+    with pytest.raises(ConnectionError):
+        reaper.reap()
+    assert sent == ids[:1] and reaper.broker.depth()["builds"] == 1
+    assert [_row(reaper, i).dispatched_on is None for i in ids] == [False, True, True]
+    monkeypatch.setattr(reaper.broker, "send_build", real_send)  # the broker is back
+    reaper.reap()
+    assert reaper.broker.depth()["builds"] == 3  # the two not sent, each once
+    assert all(_row(reaper, i).dispatched_on is not None for i in ids)
 
 
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)

@@ -16,9 +16,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from celery import Celery, bootsteps, signals
+from celery.worker import state as worker_state
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +30,7 @@ from envstore.core.builds import BuildStatus
 from envstore.db.engine import make_engine, session_scope
 from envstore.db.models import utcnow
 from envstore.jobs.celery_app import JOB_KINDS, Broker, make_celery, queue_name, slot_id
-from envstore.jobs.distributed import Reaper, backoff, send_pack
+from envstore.jobs.distributed import Reaper, backoff, send_claimed, send_pack
 from envstore.jobs.events import BuildEvents
 from envstore.jobs.executor import BuildExecutor
 from envstore.jobs.gc import run_gc
@@ -104,10 +107,12 @@ class WorkerRuntime:
         """A retryable failure or an interrupted attempt: back to the broker (with a backoff
         after a failure); if the broker is away, the reaper sends it later."""
         delay = 0.0 if self.executor.stopping.is_set() else backoff(self.settings, attempt)
+        when = utcnow() + timedelta(seconds=delay)  # the claim lasts until the countdown ends
         try:
-            self.broker.send_build(build_id, countdown=delay)
             with session_scope(self.factory) as db:
-                dispatch.mark_dispatched(db, [build_id], utcnow())
+                if dispatch.claim_send(db, build_id, when):  # else the reaper sent it already
+                    send = partial(self.broker.send_build, countdown=delay)
+                    send_claimed([build_id], send, partial(dispatch.release_sends, db, when=when))
         except Exception as exc:
             log.warning("build %s: not sent again now (%s); the reaper will", build_id, exc)
 
@@ -117,22 +122,96 @@ class WorkerRuntime:
         return report.summary()
 
 
-class _WakeUp(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Wake the consumer's event loop every quarter second.
+# How long a consumer may go on refusing messages while a slot is free before it is taken
+# to have lost an acknowledgement with its connection and is made to reconnect (W6c)
+_STUCK_AFTER = 5.0
 
-    With the thread pool, a finished task acknowledges its message from a pool thread, which
-    does not wake the loop: with prefetch 1, the slot's next message was fetched only at the
-    loop's next timer, seconds later. A short timer bounds that wait.
+
+class _ConsumerStuck(ConnectionError):
+    """Raised in the consumer's event loop to make Celery reconnect it.
+
+    A connection error, so the event loop hands it to Celery's own reconnect path (the one a
+    dropped socket takes): the consumer's connection and channel are closed and opened again.
+    """
+
+
+class _WakeUp(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Wake the consumer's event loop every quarter second, and reconnect a consumer that can
+    no longer read its queues.
+
+    Wake-up: with the thread pool, a finished task acknowledges its message from a pool
+    thread, which does not wake the loop: with prefetch 1, the slot's next message was fetched
+    only at the loop's next timer, seconds later. A short timer bounds that wait.
+
+    Watchdog (W6c): on Redis, kombu counts a message as held until its acknowledgement
+    reaches Redis. When a task finishes while Redis is away, that acknowledgement fails and
+    Celery only logs it ("Couldn't ack"), so the message stays in kombu's prefetch window for
+    good. A worker whose every slot was busy through the outage then has a full window: it
+    never reads its queues again, so it never notices that its connection died, and takes no
+    work until restarted. The tick sees that state (kombu refuses messages while Celery holds
+    fewer requests than the worker has slots) and, once it has lasted ``_STUCK_AFTER``
+    seconds, raises :class:`_ConsumerStuck`. The reconnect gives a fresh channel with an empty
+    window. The lost acknowledgement costs at most a second delivery of a finished job, which
+    its claim turns into a no-op (W4); the database remains the truth, and the reaper sends
+    again whatever is still QUEUED.
     """
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._tick: Any = None
+        self._stuck_since: float | None = None
+
     def start(self, consumer: Any) -> None:
-        consumer.timer.call_repeatedly(0.25, _nothing)
+        self._stuck_since = None
+        self._tick = consumer.timer.call_repeatedly(0.25, self._check, (consumer,))
+
+    def stop(self, consumer: Any) -> None:
+        # a reconnect stops and starts the steps again: one tick per consumer, not one more
+        # per reconnect
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
+
+    def shutdown(self, consumer: Any) -> None:
+        self.stop(consumer)
+
+    def _check(self, consumer: Any) -> None:
+        if not _window_lost(consumer):
+            self._stuck_since = None
+            return
+        now = time.monotonic()
+        if self._stuck_since is None:
+            self._stuck_since = now
+        elif now - self._stuck_since >= _STUCK_AFTER:
+            self._stuck_since = None
+            log.warning(
+                "the consumer takes no message though a slot is free (an acknowledgement was "
+                "lost with the broker connection): reconnecting"
+            )
+            raise _ConsumerStuck("consumer prefetch window held by lost acknowledgements")
 
 
-def _nothing() -> None:
-    return None
+def _window_lost(consumer: Any) -> bool:
+    """True when the channel refuses messages while Celery holds fewer requests than the
+    worker has slots: some of the window is held by messages whose acknowledgement failed.
+
+    Messages waiting for their countdown are in neither count: Celery widens the window by
+    one for each. RabbitMQ keeps the window on the broker side (its channel has no ``qos``
+    here) and its heartbeats find a dead connection: the check is for Redis only.
+    """
+    if consumer.blueprint.state != bootsteps.RUN:
+        return False
+    qos = getattr(getattr(consumer.task_consumer, "channel", None), "qos", None)
+    can_consume = getattr(qos, "can_consume", None)
+    if can_consume is None or can_consume():
+        return False
+    try:
+        held = len({*worker_state.reserved_requests, *worker_state.active_requests})
+    except RuntimeError:  # changed by a pool thread while copied: look again next tick
+        return False
+    return held < int(consumer.pool.num_processes)
 
 
 def register_tasks(app: Celery, runtime: WorkerRuntime) -> None:

@@ -2,7 +2,9 @@
 
 Dispatch happens after commit: routes call :meth:`Dispatcher.notify` once the build row is
 committed, and a background thread hands the id to the broker, so a request never waits on the
-broker. A send that fails leaves ``dispatched_on`` NULL and the reaper sends it again later.
+broker. Every send is claimed first (``dispatched_on``, see services/dispatch.py), so the API and
+the reaper never both send a build; a send that fails gives its claim back and the reaper sends
+the build again later.
 
 The reaper runs in every API process and worker, but only the leader acts: the holder of a
 PostgreSQL session advisory lock (released by the server when the leader's connection dies,
@@ -28,7 +30,9 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,18 +46,56 @@ from envstore.services import worker as svc
 from envstore.settings import Settings
 from envstore.storage.layout import StoreLayout
 
-__all__ = ["Dispatcher", "Leadership", "Reaper", "backoff", "send_pack"]
+__all__ = [
+    "Dispatcher",
+    "Leadership",
+    "Reaper",
+    "backoff",
+    "send_build",
+    "send_claimed",
+    "send_pack",
+]
 
 log = logging.getLogger("envstore.jobs")
 
 
-def send_pack(broker: Broker, factory: sessionmaker[Session], build_id: int) -> None:
-    """Send a just-queued pack job to the artifacts queue and record it; if the broker is away,
-    the job stays QUEUED and unsent, and the leader reaper sends it once the broker is back."""
+def send_claimed(
+    build_ids: list[int], send: Callable[[int], None], release: Callable[[list[int]], None]
+) -> None:
+    """Send jobs whose send this process claimed; if the broker fails partway, the claims of
+    those not sent are given back (``release``) and the error goes on to the caller."""
+    sent = 0
     try:
-        broker.send_pack(build_id)
+        for build_id in build_ids:
+            send(build_id)
+            sent += 1
+    finally:
+        if sent < len(build_ids):
+            release(build_ids[sent:])
+
+
+def send_build(broker: Broker, factory: sessionmaker[Session], build_id: int) -> None:
+    """Send a just-queued build to the builds queue, unless another sender (the leader reaper)
+    claimed it first; if the broker is away, the reaper sends it once the broker is back."""
+    now = utcnow()
+    with session_scope(factory) as db:
+        if dispatch.claim_send(db, build_id, now):
+            send_claimed(
+                [build_id], broker.send_build, partial(dispatch.release_sends, db, when=now)
+            )
+
+
+def send_pack(broker: Broker, factory: sessionmaker[Session], build_id: int) -> None:
+    """Send a just-queued pack job to the artifacts queue, unless another sender claimed it
+    first; if the broker is away, the job stays QUEUED and unsent, and the leader reaper sends
+    it once the broker is back."""
+    now = utcnow()
+    try:
         with session_scope(factory) as db:
-            dispatch.mark_packs_dispatched(db, [build_id], utcnow())
+            if not dispatch.claim_pack_send(db, build_id, now):
+                return
+            release = partial(dispatch.release_pack_sends, db, when=now)
+            send_claimed([build_id], broker.send_pack, release)
         log.info("build %s: pack job sent to the artifacts queue", build_id)
     except Exception as exc:
         log.warning("build %s: pack job not dispatched now (%s); the reaper will", build_id, exc)
@@ -166,22 +208,24 @@ class Reaper:
                 log.warning("build %s: worker %s lost; now %s", lost.id, lost.worker_id, status)
                 if status == BuildStatus.QUEUED:
                     state = dispatch.build_state(db, lost.id)
-                    delay = backoff(self.settings, state[1] if state else 1)
-                    self.broker.send_build(lost.id, countdown=delay)
-                    dispatch.mark_dispatched(db, [lost.id], utcnow() + timedelta(seconds=delay))
+                    self._send_later(db, lost.id, backoff(self.settings, state[1] if state else 1))
+
+    def _send_later(self, db: Session, build_id: int, delay: float) -> None:
+        """Send a requeued build with a countdown; its claim lasts until the countdown ends."""
+        when = utcnow() + timedelta(seconds=delay)
+        if dispatch.claim_send(db, build_id, when):
+            send = partial(self.broker.send_build, countdown=delay)
+            send_claimed([build_id], send, partial(dispatch.release_sends, db, when=when))
 
     def _dispatch_unsent(self) -> None:
-        cutoff = utcnow() - timedelta(seconds=self.settings.redispatch_seconds)
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.settings.redispatch_seconds)
         with session_scope(self.factory) as db:
-            sent: list[int] = []
-            try:
-                for build_id in dispatch.to_dispatch(db, cutoff):
-                    self.broker.send_build(build_id)
-                    sent.append(build_id)
-            finally:  # the broker may go away halfway: what was sent is recorded
-                if sent:
-                    dispatch.mark_dispatched(db, sent, utcnow())
-                    log.info("reaper sent %d queued build(s) to the broker", len(sent))
+            claimed = dispatch.claim_unsent(db, cutoff, now)
+            if claimed:
+                release = partial(dispatch.release_sends, db, when=now)
+                send_claimed(claimed, self.broker.send_build, release)
+                log.info("reaper sent %d queued build(s) to the broker", len(claimed))
 
     def _requeue_lost_packs(self) -> None:
         cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
@@ -204,22 +248,21 @@ class Reaper:
                 )
                 if status == ArtifactStatus.QUEUED:
                     delay = backoff(self.settings, lost.attempt)
-                    self.broker.send_pack(lost.build_id, countdown=delay)
                     when = utcnow() + timedelta(seconds=delay)
-                    dispatch.mark_packs_dispatched(db, [lost.build_id], when)
+                    if dispatch.claim_pack_send(db, lost.build_id, when):
+                        send = partial(self.broker.send_pack, countdown=delay)
+                        release = partial(dispatch.release_pack_sends, db, when=when)
+                        send_claimed([lost.build_id], send, release)
 
     def _dispatch_unsent_packs(self) -> None:
-        cutoff = utcnow() - timedelta(seconds=self.settings.redispatch_seconds)
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.settings.redispatch_seconds)
         with session_scope(self.factory) as db:
-            sent: list[int] = []
-            try:
-                for build_id in dispatch.packs_to_dispatch(db, cutoff):
-                    self.broker.send_pack(build_id)
-                    sent.append(build_id)
-            finally:  # the broker may go away halfway: what was sent is recorded
-                if sent:
-                    dispatch.mark_packs_dispatched(db, sent, utcnow())
-                    log.info("reaper sent %d queued pack job(s) to the broker", len(sent))
+            claimed = dispatch.claim_unsent_packs(db, cutoff, now)
+            if claimed:
+                release = partial(dispatch.release_pack_sends, db, when=now)
+                send_claimed(claimed, self.broker.send_pack, release)
+                log.info("reaper sent %d queued pack job(s) to the broker", len(claimed))
 
 
 class Dispatcher:
@@ -260,9 +303,4 @@ class Dispatcher:
                 log.warning("build %s: not dispatched now (%s); the reaper will", build_id, exc)
 
     def _send(self, build_id: int) -> None:
-        with session_scope(self.factory) as db:
-            if not dispatch.needs_dispatch(db, build_id):
-                return
-        self.broker.send_build(build_id)
-        with session_scope(self.factory) as db:
-            dispatch.mark_dispatched(db, [build_id], utcnow())
+        send_build(self.broker, self.factory, build_id)

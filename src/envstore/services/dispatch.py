@@ -5,6 +5,11 @@ build was last handed to the broker, so the reaper can tell a build that was nev
 broker was down, or the process died between commit and send) from one waiting in the queue.
 Pack jobs (``artifact_job``, the archive and image made after a build) carry the same column
 and are reaped the same way: sent again when unsent, queued again when their worker is lost.
+
+Every sender (the API after a commit, a worker after a publish or a failed attempt, the leader
+reaper) first claims the send with a conditional update of ``dispatched_on`` and sends only
+what it claimed, so two senders never both send the same job; a failed send gives its claim
+back (``release_*``) and the reaper sends the job on its next pass.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from envstore.core.builds import ArtifactStatus, BuildStatus
@@ -23,15 +28,16 @@ __all__ = [
     "StaleBuild",
     "StalePack",
     "build_state",
+    "claim_pack_send",
+    "claim_send",
+    "claim_unsent",
+    "claim_unsent_packs",
     "counts_by_status",
-    "mark_dispatched",
-    "mark_packs_dispatched",
-    "needs_dispatch",
-    "packs_to_dispatch",
+    "release_pack_sends",
+    "release_sends",
     "stage_seconds",
     "stale_building",
     "stale_packing",
-    "to_dispatch",
 ]
 
 
@@ -45,39 +51,49 @@ class StaleBuild:
     cancel_requested: bool
 
 
-def needs_dispatch(db: Session, build_id: int) -> bool:
-    """True when ``build_id`` is QUEUED and not yet handed to the broker (a cancel or a
-    second wake-up for the same build sends nothing)."""
-    row = db.execute(
-        select(Build.status, Build.dispatched_on, Build.deleted_on).where(Build.id == build_id)
-    ).one_or_none()
-    return row is not None and row[0] == BuildStatus.QUEUED and row[1] is None and row[2] is None
+def _waiting_build() -> ColumnElement[bool]:
+    return and_(Build.status == BuildStatus.QUEUED, Build.deleted_on.is_(None))
 
 
-def mark_dispatched(db: Session, build_ids: list[int], when: datetime) -> None:
-    db.execute(
+def claim_send(db: Session, build_id: int, when: datetime) -> bool:
+    """Take the send of a QUEUED build not yet handed to the broker, recording ``when`` (the
+    send time, or the end of its countdown); False when another sender has it, or it was
+    canceled meanwhile. Committed before the caller sends."""
+    claimed = db.execute(
         update(Build)
-        .where(Build.id.in_(build_ids), Build.status == BuildStatus.QUEUED)
+        .where(Build.id == build_id, _waiting_build(), Build.dispatched_on.is_(None))
         .values(dispatched_on=when)
     )
     db.commit()
+    return bool(claimed.rowcount == 1)
 
 
-def to_dispatch(db: Session, sent_before: datetime, limit: int = 500) -> list[int]:
-    """QUEUED builds never handed to the broker, or handed so long ago that their message is
-    taken as lost (``redispatch_seconds``), oldest first."""
-    return list(
-        db.scalars(
-            select(Build.id)
-            .where(
-                Build.status == BuildStatus.QUEUED,
-                Build.deleted_on.is_(None),
-                (Build.dispatched_on.is_(None)) | (Build.dispatched_on < sent_before),
-            )
-            .order_by(Build.id)
-            .limit(limit)
-        )
+def claim_unsent(db: Session, sent_before: datetime, when: datetime, limit: int = 500) -> list[int]:
+    """Take the send of QUEUED builds never handed to the broker, or handed before
+    ``sent_before`` (their message is taken as lost), oldest first (the reaper)."""
+    unsent = _waiting_build() & (
+        Build.dispatched_on.is_(None) | (Build.dispatched_on < sent_before)
     )
+    oldest = select(Build.id).where(unsent).order_by(Build.id).limit(limit)
+    # the condition again: a row another sender claimed meanwhile is re-checked, and skipped
+    claimed = db.scalars(
+        update(Build)
+        .where(Build.id.in_(oldest), unsent)
+        .values(dispatched_on=when)
+        .returning(Build.id)
+    ).all()
+    db.commit()
+    return sorted(claimed)
+
+
+def release_sends(db: Session, build_ids: list[int], when: datetime) -> None:
+    """Give back the claims taken at ``when`` whose send failed: the reaper sends them again."""
+    db.execute(
+        update(Build)
+        .where(Build.id.in_(build_ids), Build.dispatched_on == when)
+        .values(dispatched_on=None)
+    )
+    db.commit()
 
 
 def stale_building(db: Session, beat_before: datetime) -> list[StaleBuild]:
@@ -108,30 +124,48 @@ class StalePack:
     attempt: int
 
 
-def mark_packs_dispatched(db: Session, build_ids: list[int], when: datetime) -> None:
-    """Record that the pack jobs of ``build_ids`` were handed to the broker (QUEUED ones)."""
-    db.execute(
+def claim_pack_send(db: Session, build_id: int, when: datetime) -> bool:
+    """Take the send of a QUEUED pack job not yet handed to the broker (see :func:`claim_send`)."""
+    claimed = db.execute(
         update(ArtifactJob)
-        .where(ArtifactJob.build_id.in_(build_ids), ArtifactJob.status == ArtifactStatus.QUEUED)
+        .where(
+            ArtifactJob.build_id == build_id,
+            ArtifactJob.status == ArtifactStatus.QUEUED,
+            ArtifactJob.dispatched_on.is_(None),
+        )
         .values(dispatched_on=when)
     )
     db.commit()
+    return bool(claimed.rowcount == 1)
 
 
-def packs_to_dispatch(db: Session, sent_before: datetime, limit: int = 500) -> list[int]:
-    """QUEUED pack jobs (by build id) never handed to the broker, or handed before
-    ``sent_before`` (their message is taken as lost), oldest first."""
-    return list(
-        db.scalars(
-            select(ArtifactJob.build_id)
-            .where(
-                ArtifactJob.status == ArtifactStatus.QUEUED,
-                (ArtifactJob.dispatched_on.is_(None)) | (ArtifactJob.dispatched_on < sent_before),
-            )
-            .order_by(ArtifactJob.build_id)
-            .limit(limit)
-        )
+def claim_unsent_packs(
+    db: Session, sent_before: datetime, when: datetime, limit: int = 500
+) -> list[int]:
+    """Take the send of QUEUED pack jobs (by build id) never handed to the broker, or handed
+    before ``sent_before``, oldest first (see :func:`claim_unsent`)."""
+    unsent = (ArtifactJob.status == ArtifactStatus.QUEUED) & (
+        ArtifactJob.dispatched_on.is_(None) | (ArtifactJob.dispatched_on < sent_before)
     )
+    oldest = select(ArtifactJob.build_id).where(unsent).order_by(ArtifactJob.build_id).limit(limit)
+    claimed = db.scalars(
+        update(ArtifactJob)
+        .where(ArtifactJob.build_id.in_(oldest), unsent)
+        .values(dispatched_on=when)
+        .returning(ArtifactJob.build_id)
+    ).all()
+    db.commit()
+    return sorted(claimed)
+
+
+def release_pack_sends(db: Session, build_ids: list[int], when: datetime) -> None:
+    """Give back the pack-job claims taken at ``when`` whose send failed."""
+    db.execute(
+        update(ArtifactJob)
+        .where(ArtifactJob.build_id.in_(build_ids), ArtifactJob.dispatched_on == when)
+        .values(dispatched_on=None)
+    )
+    db.commit()
 
 
 def stale_packing(db: Session, beat_before: datetime) -> list[StalePack]:
