@@ -27,7 +27,7 @@ def _helpers(pid: int) -> list[int]:
     return [
         child
         for child in _children(pid)
-        if b"serve-api" in Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"envstore.cli.server" in Path(f"/proc/{child}/cmdline").read_bytes()
     ]
 
 
@@ -52,6 +52,8 @@ def test_api_processes_share_the_port_and_leave_with_the_server(tmp_path: Path) 
         assert b"ENVSTORE_WORKERS=0" in environ  # the workers stay in the first process
         for _ in range(20):
             assert httpx.get(f"{server.url}/api/v1/", timeout=30).status_code == 200
+        # serving, without the runner's native library (issue 11)
+        assert b"rattler" not in Path(f"/proc/{helper}/maps").read_bytes()
         os.kill(main, signal.SIGKILL)  # the server alone, not its process group
         server.process.wait(timeout=10)
         deadline = time.monotonic() + 60

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-import httpx
-
 from envstore.core.names import validate_name
 from envstore.errors import Forbidden, InvalidInput, Unavailable
 from envstore.settings import Settings
@@ -95,6 +93,8 @@ class OAuthProvider:
             "client_secret": self.client_secret,
             "code_verifier": verifier,
         }
+        import httpx  # at the first external login: a server without one never loads it
+
         try:
             with httpx.Client(timeout=self.timeout) as http:
                 answer = http.post(
@@ -126,6 +126,8 @@ def hub_token_identity(
     that scope to the tokens the administrator chose (docs/jupyter.md: the single-user servers'
     role), so a token the user handed to another hub service cannot be traded for theirs.
     """
+    import httpx  # here, not at import: a server without JupyterHub never loads it
+
     try:
         with httpx.Client(timeout=timeout) as http:
             answer = http.get(

@@ -1,7 +1,9 @@
 """Server-side commands: ``envstore serve``, ``envstore db upgrade``, ``envstore user``.
 
 Unlike the rest of the CLI these run on the server host and import the server; they are
-imported lazily so that client commands stay light.
+imported lazily so that client commands stay light. ``python -m envstore.cli.server --fd N`` is
+one more API process of ``envstore serve --api-processes N``: started through this module rather
+than the ``envstore`` command, it never loads the client commands (httpx, rich, ~9 MB, issue 11).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ def register_server_commands(app: typer.Typer) -> None:
     app.command(
         "worker", help="Run a Celery worker for builds and GC (distributed mode, docs/deploy.md)."
     )(worker)
-    app.command("serve-api", hidden=True)(serve_api)
     db = typer.Typer(help="Database schema management.", no_args_is_help=True)
     db.command("upgrade", help="Bring the database schema to this version of envstore.")(db_upgrade)
     app.add_typer(db, name="db")
@@ -129,7 +130,7 @@ def _run_api(settings: Settings) -> None:
     env = {**os.environ, "ENVSTORE_WORKERS": "0", "ENVSTORE_API_PROCESSES": "1"}
     helpers = [
         subprocess.Popen(
-            [sys.executable, "-m", "envstore", "serve-api", "--fd", str(listener.fileno())],
+            [sys.executable, "-m", "envstore.cli.server", "--fd", str(listener.fileno())],
             pass_fds=(listener.fileno(),),
             env=env,
         )
@@ -340,3 +341,7 @@ def user_disable(name: Annotated[str, typer.Argument(help="user name")]) -> None
 def user_enable(name: Annotated[str, typer.Argument(help="user name")]) -> None:
     _set_disabled(name, False)
     typer.echo(f"user {name} enabled")
+
+
+if __name__ == "__main__":  # an extra API process, started by _run_api
+    typer.run(serve_api)

@@ -7,7 +7,10 @@ takes the strict grammar, so every dependency is parsed here once, leniently (as
 and turned into the strict form the solver takes: submit validation and the conda backend both
 use :func:`parse_match_spec`, so a spec accepted at submit is never refused by the solver.
 
-rattler's parser is pure computation (no I/O), so it is allowed in ``core``.
+rattler's parser is pure computation (no I/O), so it is allowed in ``core``. It is imported at
+the first parse, not with this module: an API process that only serves reads never loads
+rattler's native library (~8 MB, issue 11); the parse is cached, so the import statement runs
+once per distinct dependency.
 """
 
 from __future__ import annotations
@@ -18,8 +21,6 @@ from dataclasses import dataclass
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from rattler import MatchSpec
-from rattler.exceptions import InvalidMatchSpecError, InvalidPackageNameError
 
 from envstore.errors import InvalidSpec
 
@@ -41,6 +42,9 @@ class CondaDependency:
 @functools.lru_cache(maxsize=4096)
 def parse_match_spec(text: str) -> CondaDependency:
     """Parse ``text`` (any conda form); raise :class:`InvalidSpec` naming it if it is invalid."""
+    from rattler import MatchSpec
+    from rattler.exceptions import InvalidMatchSpecError, InvalidPackageNameError
+
     dep = " ".join(text.split())
     channel, sep, rest = dep.rpartition("::")
     if sep and not _CHANNEL.fullmatch(channel):

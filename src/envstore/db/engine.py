@@ -2,7 +2,9 @@
 
 SQLite (the embedded default) runs in WAL mode with a busy timeout so that the API threads and
 the build workers of one ``envstore serve`` can write concurrently; PostgreSQL needs nothing
-special. The schema is owned by Alembic (``envstore db upgrade``).
+special. The schema is owned by Alembic (``envstore db upgrade``); Alembic is imported by the
+functions that use it, so that a process that only serves (an extra API process, a worker)
+does not hold it (~10 MB, issue 11).
 """
 
 from __future__ import annotations
@@ -11,17 +13,16 @@ import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from envstore.errors import Unavailable
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
     "SessionFactory",
@@ -93,6 +94,8 @@ def discard(session: Session) -> None:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -101,6 +104,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (``envstore db upgrade``)."""
+    from alembic import command
+
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
@@ -108,10 +113,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def head_revision(engine: Engine) -> str | None:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
     return script.get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

@@ -22,12 +22,12 @@ import socket
 import threading
 import zlib
 from dataclasses import dataclass
-from typing import Any
-
-from celery import Celery
-from kombu import Queue as BrokerQueue
+from typing import TYPE_CHECKING, Any
 
 from envstore.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 __all__ = ["JOB_KINDS", "Broker", "leader_key", "make_celery", "queue_name", "slot_id"]
 
@@ -46,7 +46,13 @@ def queue_name(settings: Settings, kind: str) -> str:
 
 
 def make_celery(settings: Settings) -> Celery:
-    """The Celery app for ``settings.broker_url`` (tasks are registered by the worker only)."""
+    """The Celery app for ``settings.broker_url`` (tasks are registered by the worker only).
+
+    Celery and kombu are imported here: the embedded mode (no broker) never loads them.
+    """
+    from celery import Celery
+    from kombu import Queue as BrokerQueue
+
     if not settings.broker_url:
         raise ValueError("the distributed mode needs ENVSTORE_BROKER_URL")
     app = Celery("envstore", broker=settings.broker_url, set_as_current=False)

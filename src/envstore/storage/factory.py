@@ -1,4 +1,7 @@
-"""Choose the blob store the settings name (``blob_store = "local" | "s3"``)."""
+"""Choose the blob store the settings name (``blob_store = "local" | "s3"``).
+
+The S3 store (boto3, ~9 MB) is imported only when the settings name it (issue 11).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ from envstore.errors import InvalidInput
 from envstore.settings import Settings
 from envstore.storage.blobstore import BlobStore
 from envstore.storage.local import LocalBlobStore
-from envstore.storage.s3 import S3BlobStore
 
 __all__ = ["make_blob_store"]
 
@@ -16,6 +18,8 @@ def make_blob_store(settings: Settings) -> BlobStore:
         return LocalBlobStore(settings.blobs_dir)
     if not settings.s3_bucket:
         raise InvalidInput("blob_store = 's3' needs s3_bucket")
+    from envstore.storage.s3 import S3BlobStore
+
     secret = settings.s3_secret_access_key
     return S3BlobStore(
         settings.s3_bucket,
