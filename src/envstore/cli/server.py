@@ -116,11 +116,13 @@ def _run_api(settings: Settings) -> None:
     """Serve the API (and the build workers) in this process, and ``api_processes - 1`` more
     API-only processes on the same listening socket: the kernel hands each connection to one
     of them. Builds, pack jobs and the garbage collector stay in this process alone."""
+    import ctypes
     import socket
     import subprocess
 
     from envstore.api.app import create_app
 
+    limit_malloc_arenas(ctypes.CDLL(None, use_errno=True))
     listener = socket.create_server(
         (settings.host, settings.port),
         family=socket.AF_INET6 if ":" in settings.host else socket.AF_INET,
@@ -170,6 +172,20 @@ def _serve_socket(app: Any, listener: Any, on_shutdown: Callable[[], None] | Non
     Server(config).run(sockets=[listener])
 
 
+_M_ARENA_MAX = -8  # mallopt's option number, from glibc's malloc.h
+
+
+def limit_malloc_arenas(libc: Any) -> None:
+    """Two glibc malloc arenas for an API process, unless ``MALLOC_ARENA_MAX`` says otherwise.
+
+    glibc gives each new thread its own arena, up to 8 per core: the thread pool of the routes
+    left ~16 MB more after a burst of reads; 2 arenas (one besides the main one) keep ~6 MB of
+    that, for no measured CPU per request (benchmarks/README.md, issue 11). Set in the process,
+    not in the environment: build runners keep glibc's default."""
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        libc.mallopt(_M_ARENA_MAX, 2)
+
+
 def serve_api(
     fd: Annotated[int, typer.Option("--fd", help="the listening socket, inherited")],
 ) -> None:
@@ -181,9 +197,11 @@ def serve_api(
     from envstore.api.app import create_app
     from envstore.settings import load_settings
 
+    libc = ctypes.CDLL(None, use_errno=True)
+    limit_malloc_arenas(libc)
     # Linux: SIGTERM this process when the serving parent dies, even by kill -9, so that no
     # API process outlives the one that holds the workers (PR_SET_PDEATHSIG is option 1).
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    libc.prctl(1, signal.SIGTERM)
     if os.getppid() == 1:  # the parent died before the line above
         return
     settings = load_settings()
