@@ -55,9 +55,7 @@ def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize("process", ["first", "extra"])
-def test_api_process_starts_without_build_or_broker_libraries(
-    tmp_path: Path, process: str
-) -> None:
+def test_api_process_starts_without_build_or_broker_libraries(tmp_path: Path, process: str) -> None:
     modules = _modules_at_start(tmp_path / "store", process)
     assert "envstore.api.app" in modules  # the probe made the app
     assert _loaded(modules, _NEVER_AT_START) == []
