@@ -163,8 +163,8 @@ def test_solve_only_refuses_bad_input_readably(
 
 
 def test_solve_only_is_bounded_by_the_timeout(settings: Settings) -> None:
-    """A channel that never answers costs the request at most about twice the timeout, and
-    the solver process (group) is gone afterwards (W7 for the solve-only route)."""
+    """A channel that never answers ends the request with the solve-only timeout, and the
+    solver process (group) is gone afterwards (W7 for the solve-only route)."""
     import socket
 
     silent = socket.socket()
@@ -179,8 +179,10 @@ def test_solve_only_is_bounded_by_the_timeout(settings: Settings) -> None:
     finally:
         silent.close()
     assert response.status_code == 400, response.text
-    assert "solve_request_timeout" in response.json()["message"]
-    assert elapsed < 4.0
+    assert "solve_request_timeout" in response.json()["message"]  # our bound ended it
+    # not a timing target: only a guard against waiting for the channel (the solver process
+    # starts and imports py-rattler first, seconds on a loaded machine; CI failed at 4 s)
+    assert elapsed < 20.0
     assert processes_mentioning("envstore.backends.conda_solve") == []
 
 
