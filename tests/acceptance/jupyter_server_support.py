@@ -122,9 +122,12 @@ class JupyterServer:
             "channel": "shell",
         }
         printed: list[str] = []
+        replied = idle = False
         try:
             socket.send(json.dumps(request))
-            while True:
+            # The reply comes on the shell channel, the output on iopub: they are not ordered
+            # with each other. The output is complete once iopub says the kernel is idle again.
+            while not (replied and idle):
                 message = json.loads(socket.recv())
                 if message.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
@@ -133,6 +136,9 @@ class JupyterServer:
                     printed.append(message["content"]["text"])
                 elif kind == "execute_reply":
                     assert message["content"]["status"] == "ok", message["content"]
-                    return "".join(printed).strip()
+                    replied = True
+                elif kind == "status" and message["content"]["execution_state"] == "idle":
+                    idle = True
+            return "".join(printed).strip()
         finally:
             socket.close()
