@@ -65,7 +65,18 @@ def _interrupted(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
     time.sleep(0.5)
     assert child.poll() is None, child.communicate()
     child.send_signal(signal.SIGINT)
-    out, err = child.communicate(timeout=30)
+    try:
+        out, err = child.communicate(timeout=30)
+    except subprocess.TimeoutExpired:  # say where it hangs, for whoever reads the CI log
+        py_spy = Path(ENVSTORE).parent / "py-spy"
+        dump = subprocess.run(
+            [str(py_spy), "dump", "--pid", str(child.pid)], capture_output=True, text=True
+        )
+        child.kill()
+        out, err = child.communicate()
+        raise AssertionError(
+            f"no exit 30 s after Ctrl-C\n{dump.stdout}{dump.stderr}\nstdout: {out}\nstderr: {err}"
+        ) from None
     return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
