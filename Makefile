@@ -36,7 +36,7 @@ serve: install
 lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy src benchmarks
 	$(VENV)/bin/lint-imports
 
 # Two pytest workers (pytest-xdist), a test file each at a time: module fixtures (a browser, a

@@ -76,7 +76,7 @@ def populate(url: str, store: Path, namespaces: int, envs: int, builds: int) -> 
             for e in range(envs):
                 for b in range(builds):
                     sub = Submission(f"six==1.{b}.0\npkg{e}==1.0\n", f"env{e}", f"ns{n}")
-                    build = submit(db, who, sub, SpecLimits())
+                    build = submit(db, who, sub, SpecLimits()).build
                     claimed = worker.claim(db, build.id, "bench:0:0")
                     assert claimed is not None
                     worker.publish(db, blobs, claimed, result, "envs/x")

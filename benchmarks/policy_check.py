@@ -98,7 +98,8 @@ def main() -> None:
             assert answer.status_code == 200, answer.text
             with httpx.Client(base_url=f"{server.url}/api/v1", timeout=60) as client:
                 envstore_build(client, spec, "warmup")  # fills the repodata and package caches
-            free, governed = [], []
+            free: list[float] = []
+            governed: list[float] = []
             for n in range(args.runs):  # alternate which goes first: no order bias
                 pair = [("free", free), ("gov", governed)]
                 for namespace, times in pair if n % 2 == 0 else pair[::-1]:
