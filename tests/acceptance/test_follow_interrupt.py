@@ -46,6 +46,15 @@ def _builds(cli: Cli) -> list[object]:
     return list(answer.json()["data"])
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the child, before exec: SIGINT delivered and handled as a shell would leave it. An
+    ignored or blocked SIGINT is inherited across exec, and the pytest-xdist worker that starts
+    the CLI runs other tests' code first (one CI run saw the CLI not exit within 30 s of Ctrl-C,
+    blocked in a read; the signal masks are printed if it happens again)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``envstore ARGS``, press Ctrl-C once it is following, and collect its output."""
     env = {**os.environ, "ENVSTORE_URL": cli.url, "XDG_CONFIG_HOME": str(cli.cwd / "config")}
@@ -56,6 +65,7 @@ def _interrupted(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     # Following starts once the build exists and the command holds a connection (imports
     # can take seconds on a busy machine: a fixed sleep would race them).
@@ -72,8 +82,16 @@ def _interrupted(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
         dump = subprocess.run(
             [str(py_spy), "dump", "--pid", str(child.pid)], capture_output=True, text=True
         )
+        masks = [
+            line
+            for line in Path(f"/proc/{child.pid}/status").read_text().splitlines()
+            if line.startswith(("SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd"))
+        ]
         child.kill()
         out, err = child.communicate()
+        dump = subprocess.CompletedProcess(
+            dump.args, 0, dump.stdout + "\n".join(masks), dump.stderr
+        )
         raise AssertionError(
             f"no exit 30 s after Ctrl-C\n{dump.stdout}{dump.stderr}\nstdout: {out}\nstderr: {err}"
         ) from None

@@ -40,6 +40,12 @@ def server(tmp_path: Path, index: LocalIndex) -> Iterator[ServerProcess]:
     process.stop()
 
 
+def _work(server: ServerProcess, build_id: int, attempt: int = 1) -> str:
+    """The work directory of one attempt *of this server's store*: other tests running beside
+    this one (pytest-xdist) have builds with the same ids, whose processes must not match."""
+    return f"{server.store}/work/{build_id}-{attempt}"
+
+
 def _prefix(server: ServerProcess, build: dict[str, object]) -> Path:
     return server.store / "builds" / "default" / str(build["build_key"])
 
@@ -52,7 +58,8 @@ def test_W8_cancel_while_building(server: ServerProcess, index: LocalIndex) -> N
     # loaded machine that can be seconds after BUILDING): wait for it, then cancel
     deadline = time.monotonic() + 30
     while not (
-        processes_mentioning(str(build["build_key"])) or processes_mentioning(f"/{build_id}-1")
+        processes_mentioning(str(build["build_key"]))
+        or processes_mentioning(_work(server, build_id))
     ):
         assert time.monotonic() < deadline, "no process of the build appeared"
         time.sleep(0.1)
@@ -64,7 +71,7 @@ def test_W8_cancel_while_building(server: ServerProcess, index: LocalIndex) -> N
     assert time.monotonic() - started < 10
     time.sleep(0.5)
     assert processes_mentioning(str(build["build_key"])) == []
-    assert processes_mentioning(f"work/{build_id}-1") == []
+    assert processes_mentioning(_work(server, build_id)) == []
     assert not _prefix(server, build).exists()
     again = server.api("PUT", f"/build/{build_id}/cancel/")
     assert again.status_code == 409 and "CANCELED" in again.json()["message"]
@@ -134,7 +141,7 @@ def test_W5_build_killed_every_time_fails_after_two_attempts(
         while time.monotonic() < deadline and len(killed) < 2:
             build = server.build(doomed)
             if build["status"] == "BUILDING" and build["attempt"] not in killed:
-                pids = processes_mentioning(f"work/{doomed}-{build['attempt']}")
+                pids = processes_mentioning(_work(server, doomed, int(build["attempt"])))
                 for pid in pids:
                     # what the OOM killer does; a child may be gone with its parent already
                     with contextlib.suppress(ProcessLookupError):

@@ -11,6 +11,7 @@ stdout, the status spinner to stderr.
 from __future__ import annotations
 
 import codecs
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -109,7 +110,16 @@ def _follow(
 ) -> dict[str, Any]:
     """Long-poll until the build ends, writing its log to ``stream``; return the last build."""
     build = client.get_build(build_id)
-    with err_console().status(f"build {build_id}: {build.get('status')}") as spinner:
+    spinner = err_console().status(f"build {build_id}: {build.get('status')}")
+    # The spinner's refresh thread must not take Ctrl-C: a SIGINT delivered to it leaves the
+    # main thread blocked in its long poll (up to WAIT s) before KeyboardInterrupt is raised.
+    # A thread inherits the signal mask of the thread that starts it.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        spinner.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    with spinner:
         while not _is_terminal(build):
             started, status = time.monotonic(), build.get("status")
             news = stream.pull(client, build_id, wait=WAIT) if show_log else False
