@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from envstore.backends import pypi
-from envstore.backends.installed import InstalledReader
+from envstore.backends.installed import InstalledReader, installed_distributions
 
 
 def _dist_info(site: Path, name: str, version: str) -> None:
@@ -31,7 +31,7 @@ def test_reader_lists_what_was_installed_after_it_started(tmp_path: Path) -> Non
     late = installed["late-package"]
     assert (late.name, late.version, late.summary) == ("late_package", "1.2.3", "made here")
     assert late.dependencies == {"six": ">=1.0"}
-    assert installed == pypi.installed_distributions(python)  # the same as reading afterwards
+    assert installed == installed_distributions(python)  # the same as reading afterwards
 
 
 def test_reader_of_a_failed_install_is_ended(tmp_path: Path) -> None:

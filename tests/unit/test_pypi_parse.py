@@ -10,6 +10,7 @@ import pytest
 from packaging.tags import platform_tags
 
 from envstore.backends import pypi
+from envstore.backends.installed import InstalledDistribution, prefix_size, with_dependencies
 from envstore.core.lockfile import LockedPackage, Lockfile
 from envstore.core.specs import EnvironmentSpec, parse_specification
 from envstore.errors import BuildFailure
@@ -131,14 +132,14 @@ def test_prefix_size_counts_hardlinked_files_once(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     data = tmp_path / "sub" / "data.bin"
     data.write_bytes(os.urandom(64 * 1024))
-    single = pypi.prefix_size(tmp_path)
+    single = prefix_size(tmp_path)
     assert single >= 64 * 1024
     os.link(data, tmp_path / "link.bin")
-    assert pypi.prefix_size(tmp_path) == single
+    assert prefix_size(tmp_path) == single
     (tmp_path / "symlink").symlink_to(data)
-    assert pypi.prefix_size(tmp_path) < single + 64 * 1024  # the target is not counted again
+    assert prefix_size(tmp_path) < single + 64 * 1024  # the target is not counted again
     (tmp_path / "copy.bin").write_bytes(data.read_bytes())
-    assert pypi.prefix_size(tmp_path) >= single + 64 * 1024
+    assert prefix_size(tmp_path) >= single + 64 * 1024
 
 
 def test_dependencies_are_limited_to_the_locked_set() -> None:
@@ -146,11 +147,11 @@ def test_dependencies_are_limited_to_the_locked_set() -> None:
         return LockedPackage(name, "1.0", "pip", "linux-64", f"https://x/{name}.whl", SHA_A)
 
     installed = {
-        "pytest-timeout": pypi.InstalledDistribution(
+        "pytest-timeout": InstalledDistribution(
             "pytest-timeout", "1.0", {"pytest": ">=7.0.0", "colorama": "*"}, None, None
         )
     }
-    packages = pypi.with_dependencies([locked("pytest-timeout"), locked("pytest")], installed)
+    packages = with_dependencies([locked("pytest-timeout"), locked("pytest")], installed)
     assert packages[0].dependencies == {"pytest": ">=7.0.0"}
     assert packages[1].dependencies == {}
 

@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envstore.backends import pypi
-from envstore.backends.installed import InstalledReader
+from envstore.backends.installed import InstalledDistribution, InstalledReader, prefix_size
 from envstore.errors import BuildFailure
 from envstore.pipeline.contract import BuildRequest
 from envstore.pipeline.solve import SolvedEnvironment
@@ -23,7 +23,7 @@ __all__ = ["install_pypi"]
 
 def install_pypi(
     solved: SolvedEnvironment, request: BuildRequest, log: pypi.Log
-) -> tuple[dict[str, pypi.InstalledDistribution], int]:
+) -> tuple[dict[str, InstalledDistribution], int]:
     """Create ``request.prefix`` and install ``solved.packages``; return the installed
     metadata and the prefix's size on disk."""
     python = pypi.create_venv(
@@ -43,14 +43,14 @@ def install_pypi(
         # Measured while the interpreter reads: walking ~10,000 files and the interpreter's
         # reading both wait on the OS, and the build waits for neither.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefix-size") as pool:
-            size = pool.submit(pypi.prefix_size, request.prefix)
+            size = pool.submit(prefix_size, request.prefix)
             installed = reader.read()
     _check_installed(solved, installed)
     return installed, size.result()
 
 
 def _check_installed(
-    solved: SolvedEnvironment, installed: dict[str, pypi.InstalledDistribution]
+    solved: SolvedEnvironment, installed: dict[str, InstalledDistribution]
 ) -> None:
     """Every locked package must be installed at its locked version, or the build is not it."""
     wrong = []

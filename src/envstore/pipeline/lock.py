@@ -11,7 +11,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from envstore.backends import pypi
+from envstore.backends.installed import InstalledDistribution, with_dependencies
 from envstore.core.lockfile import Lockfile
 from envstore.core.specs import EnvironmentSpec
 from envstore.core.yamlsafe import dump_yaml
@@ -23,7 +23,7 @@ __all__ = ["lock_pypi", "pinned_yaml"]
 
 def lock_pypi(
     solved: SolvedEnvironment,
-    installed: dict[str, pypi.InstalledDistribution],
+    installed: dict[str, InstalledDistribution],
     spec: EnvironmentSpec,
     request: BuildRequest,
     size: int,
@@ -31,7 +31,7 @@ def lock_pypi(
     """The :class:`BuildResult` of a finished PyPI build (``size``: its prefix on disk)."""
     packages = list(solved.packages)
     if not solved.from_lockfile:
-        packages = pypi.with_dependencies(packages, installed)
+        packages = with_dependencies(packages, installed)
     lock = Lockfile(
         platform=solved.platform,
         packages=tuple(packages),
