@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -220,6 +220,12 @@ def main() -> None:
     parser.add_argument("--namespaces", type=int, default=200)
     parser.add_argument("--envs", type=int, default=50)
     parser.add_argument("--builds", type=int, default=5)
+    parser.add_argument(
+        "--keep",
+        metavar="NAME",
+        help="keep the populated database NAME (and its store) after the run and reuse it when it "
+        "exists, so that a 50,000-build data set is populated once for several runs",
+    )
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--urls", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
@@ -227,17 +233,17 @@ def main() -> None:
     if args.load:  # the separate load process
         print(json.dumps(asyncio.run(load(args))))
         return
-    name = f"envstore_load_{uuid.uuid4().hex[:8]}"
+    name = args.keep or f"envstore_load_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    root = Path(tempfile.mkdtemp(prefix="envstore-load-"))
+    kept = Path(tempfile.gettempdir()) / f"envstore-load-{name}"
+    root = kept if args.keep else Path(tempfile.mkdtemp(prefix="envstore-load-"))
+    total = _kept_builds(admin, url, root, args) if args.keep else None
     try:
-        fresh_schema(url)
-        started = time.perf_counter()
-        total = populate(url, root / "store", args.namespaces, args.envs, args.builds)
-        print(f"populated {total} builds on PostgreSQL in {time.perf_counter() - started:.0f} s")
+        if total is None:
+            total = _fresh(admin, url, root, name, args)
+        else:
+            print(f"reusing {total} populated builds of database {name}")
         with local_index() as index:
             cluster = Cluster(root, url, ENVSTORE_PYPI_INDEX_URL=index.url)
             try:
@@ -267,10 +273,44 @@ def main() -> None:
             finally:
                 cluster.close()
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not args.keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            shutil.rmtree(root, ignore_errors=True)
         admin.dispose()
-        shutil.rmtree(root, ignore_errors=True)
+
+
+def _fresh(admin: Engine, url: str, root: Path, name: str, args: argparse.Namespace) -> int:
+    """Create the database and populate it; a kept one is marked complete only at the end."""
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    fresh_schema(url)
+    started = time.perf_counter()
+    total = populate(url, root / "store", args.namespaces, args.envs, args.builds)
+    print(f"populated {total} builds on PostgreSQL in {time.perf_counter() - started:.0f} s")
+    (root / "populated").write_text(_shape(args))
+    return total
+
+
+def _shape(args: argparse.Namespace) -> str:
+    return f"{args.namespaces} {args.envs} {args.builds}"
+
+
+def _kept_builds(admin: Engine, url: str, root: Path, args: argparse.Namespace) -> int | None:
+    """The build count of a kept, completely populated database of this shape, or None to
+    populate anew (the load's own submits add a few hundred builds to it on every run)."""
+    marker = root / "populated"
+    if not marker.exists() or marker.read_text() != _shape(args):
+        return None
+    name = url.rsplit("/", 1)[1]
+    with admin.connect() as conn:
+        found = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if found.first() is None:
+            return None
+    return int(args.namespaces * args.envs * args.builds)
 
 
 if __name__ == "__main__":
