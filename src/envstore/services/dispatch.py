@@ -15,11 +15,12 @@ back (``release_*``) and the reaper sends the job on its next pass.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from envstore.core.builds import ArtifactStatus, BuildStatus
 from envstore.db.models import ArtifactJob, Build, BuildLogChunk, Environment, Namespace
@@ -55,45 +56,74 @@ def _waiting_build() -> ColumnElement[bool]:
     return and_(Build.status == BuildStatus.QUEUED, Build.deleted_on.is_(None))
 
 
-def claim_send(db: Session, build_id: int, when: datetime) -> bool:
-    """Take the send of a QUEUED build not yet handed to the broker, recording ``when`` (the
-    send time, or the end of its countdown); False when another sender has it, or it was
-    canceled meanwhile. Committed before the caller sends."""
+def _waiting_pack() -> ColumnElement[bool]:
+    return ArtifactJob.status == ArtifactStatus.QUEUED
+
+
+@dataclass(frozen=True)
+class _Sendable:
+    """A kind of job the broker carries: its table, the key a message names, its
+    ``dispatched_on`` column and what makes it wait for a send."""
+
+    model: type[Build] | type[ArtifactJob]
+    key: InstrumentedAttribute[int]
+    sent: InstrumentedAttribute[datetime | None]
+    waiting: Callable[[], ColumnElement[bool]]
+
+
+_BUILDS = _Sendable(Build, Build.id, Build.dispatched_on, _waiting_build)
+_PACKS = _Sendable(ArtifactJob, ArtifactJob.build_id, ArtifactJob.dispatched_on, _waiting_pack)
+
+
+def _claim_one(db: Session, kind: _Sendable, key: int, when: datetime) -> bool:
     claimed = db.execute(
-        update(Build)
-        .where(Build.id == build_id, _waiting_build(), Build.dispatched_on.is_(None))
-        .values(dispatched_on=when)
+        update(kind.model)
+        .where(kind.key == key, kind.waiting(), kind.sent.is_(None))
+        .values({kind.sent: when})
     )
     db.commit()
     return bool(claimed.rowcount == 1)
 
 
-def claim_unsent(db: Session, sent_before: datetime, when: datetime, limit: int = 500) -> list[int]:
-    """Take the send of QUEUED builds never handed to the broker, or handed before
-    ``sent_before`` (their message is taken as lost), oldest first (the reaper)."""
-    unsent = _waiting_build() & (
-        Build.dispatched_on.is_(None) | (Build.dispatched_on < sent_before)
-    )
-    oldest = select(Build.id).where(unsent).order_by(Build.id).limit(limit)
+def _claim_unsent(
+    db: Session, kind: _Sendable, sent_before: datetime, when: datetime, limit: int
+) -> list[int]:
+    unsent = kind.waiting() & (kind.sent.is_(None) | (kind.sent < sent_before))
+    oldest = select(kind.key).where(unsent).order_by(kind.key).limit(limit)
     # the condition again: a row another sender claimed meanwhile is re-checked, and skipped
     claimed = db.scalars(
-        update(Build)
-        .where(Build.id.in_(oldest), unsent)
-        .values(dispatched_on=when)
-        .returning(Build.id)
+        update(kind.model)
+        .where(kind.key.in_(oldest), unsent)
+        .values({kind.sent: when})
+        .returning(kind.key)
     ).all()
     db.commit()
     return sorted(claimed)
 
 
-def release_sends(db: Session, build_ids: list[int], when: datetime) -> None:
-    """Give back the claims taken at ``when`` whose send failed: the reaper sends them again."""
+def _release(db: Session, kind: _Sendable, keys: list[int], when: datetime) -> None:
     db.execute(
-        update(Build)
-        .where(Build.id.in_(build_ids), Build.dispatched_on == when)
-        .values(dispatched_on=None)
+        update(kind.model).where(kind.key.in_(keys), kind.sent == when).values({kind.sent: None})
     )
     db.commit()
+
+
+def claim_send(db: Session, build_id: int, when: datetime) -> bool:
+    """Take the send of a QUEUED build not yet handed to the broker, recording ``when`` (the
+    send time, or the end of its countdown); False when another sender has it, or it was
+    canceled meanwhile. Committed before the caller sends."""
+    return _claim_one(db, _BUILDS, build_id, when)
+
+
+def claim_unsent(db: Session, sent_before: datetime, when: datetime, limit: int = 500) -> list[int]:
+    """Take the send of QUEUED builds never handed to the broker, or handed before
+    ``sent_before`` (their message is taken as lost), oldest first (the reaper)."""
+    return _claim_unsent(db, _BUILDS, sent_before, when, limit)
+
+
+def release_sends(db: Session, build_ids: list[int], when: datetime) -> None:
+    """Give back the claims taken at ``when`` whose send failed: the reaper sends them again."""
+    _release(db, _BUILDS, build_ids, when)
 
 
 def stale_building(db: Session, beat_before: datetime) -> list[StaleBuild]:
@@ -126,17 +156,7 @@ class StalePack:
 
 def claim_pack_send(db: Session, build_id: int, when: datetime) -> bool:
     """Take the send of a QUEUED pack job not yet handed to the broker (see :func:`claim_send`)."""
-    claimed = db.execute(
-        update(ArtifactJob)
-        .where(
-            ArtifactJob.build_id == build_id,
-            ArtifactJob.status == ArtifactStatus.QUEUED,
-            ArtifactJob.dispatched_on.is_(None),
-        )
-        .values(dispatched_on=when)
-    )
-    db.commit()
-    return bool(claimed.rowcount == 1)
+    return _claim_one(db, _PACKS, build_id, when)
 
 
 def claim_unsent_packs(
@@ -144,28 +164,12 @@ def claim_unsent_packs(
 ) -> list[int]:
     """Take the send of QUEUED pack jobs (by build id) never handed to the broker, or handed
     before ``sent_before``, oldest first (see :func:`claim_unsent`)."""
-    unsent = (ArtifactJob.status == ArtifactStatus.QUEUED) & (
-        ArtifactJob.dispatched_on.is_(None) | (ArtifactJob.dispatched_on < sent_before)
-    )
-    oldest = select(ArtifactJob.build_id).where(unsent).order_by(ArtifactJob.build_id).limit(limit)
-    claimed = db.scalars(
-        update(ArtifactJob)
-        .where(ArtifactJob.build_id.in_(oldest), unsent)
-        .values(dispatched_on=when)
-        .returning(ArtifactJob.build_id)
-    ).all()
-    db.commit()
-    return sorted(claimed)
+    return _claim_unsent(db, _PACKS, sent_before, when, limit)
 
 
 def release_pack_sends(db: Session, build_ids: list[int], when: datetime) -> None:
     """Give back the pack-job claims taken at ``when`` whose send failed."""
-    db.execute(
-        update(ArtifactJob)
-        .where(ArtifactJob.build_id.in_(build_ids), ArtifactJob.dispatched_on == when)
-        .values(dispatched_on=None)
-    )
-    db.commit()
+    _release(db, _PACKS, build_ids, when)
 
 
 def stale_packing(db: Session, beat_before: datetime) -> list[StalePack]:
