@@ -31,7 +31,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy import Connection, Engine, text
@@ -218,14 +218,25 @@ class Reaper:
             send_claimed([build_id], send, partial(dispatch.release_sends, db, when=when))
 
     def _dispatch_unsent(self) -> None:
+        self._send_unsent(
+            dispatch.claim_unsent, dispatch.release_sends, self.broker.send_build, "build"
+        )
+
+    def _send_unsent(
+        self,
+        claim: Callable[[Session, datetime, datetime], list[int]],
+        release: Callable[[Session, list[int], datetime], None],
+        send: Callable[[int], None],
+        what: str,
+    ) -> None:
+        """Send the QUEUED jobs never sent, or sent too long ago (``claim``), to the broker."""
         now = utcnow()
         cutoff = now - timedelta(seconds=self.settings.redispatch_seconds)
         with session_scope(self.factory) as db:
-            claimed = dispatch.claim_unsent(db, cutoff, now)
+            claimed = claim(db, cutoff, now)
             if claimed:
-                release = partial(dispatch.release_sends, db, when=now)
-                send_claimed(claimed, self.broker.send_build, release)
-                log.info("reaper sent %d queued build(s) to the broker", len(claimed))
+                send_claimed(claimed, send, lambda unsent: release(db, unsent, now))
+                log.info("reaper sent %d queued %s(s) to the broker", len(claimed), what)
 
     def _requeue_lost_packs(self) -> None:
         cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout)
@@ -255,14 +266,12 @@ class Reaper:
                         send_claimed([lost.build_id], send, release)
 
     def _dispatch_unsent_packs(self) -> None:
-        now = utcnow()
-        cutoff = now - timedelta(seconds=self.settings.redispatch_seconds)
-        with session_scope(self.factory) as db:
-            claimed = dispatch.claim_unsent_packs(db, cutoff, now)
-            if claimed:
-                release = partial(dispatch.release_pack_sends, db, when=now)
-                send_claimed(claimed, self.broker.send_pack, release)
-                log.info("reaper sent %d queued pack job(s) to the broker", len(claimed))
+        self._send_unsent(
+            dispatch.claim_unsent_packs,
+            dispatch.release_pack_sends,
+            self.broker.send_pack,
+            "pack job",
+        )
 
 
 class Dispatcher:
