@@ -81,6 +81,32 @@ def durably(
             pause = min(pause * 2, 5.0)
 
 
+def log_line(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    events: BuildEvents,
+    build_id: int,
+    text: str,
+) -> bool:
+    """Append ``text`` to the build's log (a build's or its pack job's); False, with nothing
+    written, while the database is away: the caller keeps the text for its next flush."""
+    try:
+        with session_scope(factory) as db:
+            svc.append_log(db, build_id, text, settings.max_log_bytes)
+    except Unavailable:
+        return False
+    events.changed(build_id, log_only=True)
+    return True
+
+
+def flush_log(log: Callable[[int, str], bool], build_id: int, session: BuildSession) -> None:
+    """Move the lines a running session printed into the log; kept for the next flush when
+    the database is away, so the log loses nothing to a blip."""
+    text = session.take_lines()
+    if text and not log(build_id, text):
+        session.put_back(text)
+
+
 class BuildExecutor:
     def __init__(
         self,
@@ -228,19 +254,10 @@ class BuildExecutor:
             return False  # a database blip must not fail the build (D1)
 
     def _flush(self, build_id: int, session: BuildSession) -> None:
-        text = session.take_lines()
-        if text and not self._log(build_id, text):
-            session.put_back(text)  # kept for the next flush: the log loses nothing to a blip
+        flush_log(self._log, build_id, session)
 
     def _log(self, build_id: int, text: str) -> bool:
-        """Append to the build log; False (nothing written) while the database is away."""
-        try:
-            with session_scope(self.factory) as db:
-                svc.append_log(db, build_id, text, self.settings.max_log_bytes)
-        except Unavailable:
-            return False
-        self.events.changed(build_id, log_only=True)
-        return True
+        return log_line(self.settings, self.factory, self.events, build_id, text)
 
     def _durably(self, build_id: int, action: Callable[[Session], T]) -> T:
         return durably(self.settings, self.factory, self.events, build_id, action)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from envstore.db.engine import session_scope
 from envstore.errors import Unavailable
 from envstore.jobs.events import BuildEvents
-from envstore.jobs.executor import durably
+from envstore.jobs.executor import durably, flush_log, log_line
 from envstore.jobs.runners import BuildSession, RunnerPool
 from envstore.pipeline.contract import (
     FAILURE_FILE,
@@ -36,7 +36,6 @@ from envstore.pipeline.contract import (
 )
 from envstore.services import packing as svc
 from envstore.services.artifacts import StagedBlob, store_artifact_files
-from envstore.services.worker import append_log
 from envstore.settings import Settings
 from envstore.storage.blobstore import BlobStore
 from envstore.storage.layout import StoreLayout
@@ -219,18 +218,10 @@ class PackExecutor:
             return True  # a database blip must not stop the job (D1)
 
     def _flush(self, build_id: int, session: BuildSession) -> None:
-        text = session.take_lines()
-        if text and not self._log(build_id, text):
-            session.put_back(text)
+        flush_log(self._log, build_id, session)
 
     def _log(self, build_id: int, text: str) -> bool:
-        try:
-            with session_scope(self.factory) as db:
-                append_log(db, build_id, text, self.settings.max_log_bytes)
-        except Unavailable:
-            return False
-        self.events.changed(build_id, log_only=True)
-        return True
+        return log_line(self.settings, self.factory, self.events, build_id, text)
 
     def _durably(self, build_id: int, action: Callable[[Session], T]) -> T:
         return durably(self.settings, self.factory, self.events, build_id, action)
