@@ -9,24 +9,17 @@ deterministically in tests/integration/test_worker_services.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.support.local_index import LocalIndex, local_index
+from tests.support.local_index import LocalIndex
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELED"}
-
-
-@pytest.fixture
-def index() -> Iterator[LocalIndex]:
-    with local_index() as idx:
-        yield idx
 
 
 def _statuses(server: ServerProcess, ids: list[int]) -> dict[int, dict[str, object]]:

@@ -7,24 +7,17 @@ slot, in test_distributed_packs.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.cluster import REDIS_URL, Cluster, fresh_schema
-from tests.support.local_index import LocalIndex, local_index
+from tests.support.local_index import LocalIndex
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(180)]
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELED"}
-
-
-@pytest.fixture
-def index() -> Iterator[LocalIndex]:
-    with local_index() as idx:
-        yield idx
 
 
 def test_W6c_redis_cut_while_the_only_slot_builds_the_worker_builds_again_after(

@@ -6,24 +6,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from envstore.db.engine import make_engine, upgrade
-from tests.support.local_index import LocalIndex, local_index
+from tests.support.local_index import LocalIndex
 from tests.support.server import ServerProcess
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def index() -> Iterator[LocalIndex]:
-    with local_index() as idx:
-        yield idx
 
 
 def test_D1_postgres_unreachable_for_10s(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.local_index import LocalIndex, local_index
+from tests.support.local_index import LocalIndex
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -32,12 +32,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-@pytest.fixture
-def index() -> Iterator[LocalIndex]:
-    with local_index() as idx:
-        yield idx
 
 
 def _tree_digest(root: Path) -> str:

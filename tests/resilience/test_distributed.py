@@ -20,23 +20,12 @@ import pytest
 from envstore.jobs.celery_app import Broker
 from envstore.settings import Settings
 from tests.support.cluster import Cluster, fresh_schema
-from tests.support.local_index import LocalIndex, local_index
+from tests.support.local_index import LocalIndex
 from tests.support.server import ServerProcess, processes_mentioning
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(240)]
 
 LOG_LIMIT = 1024  # the shared cluster's max_log_bytes (W10)
-
-
-@pytest.fixture(scope="module")
-def index() -> Iterator[LocalIndex]:
-    with local_index() as idx:
-        yield idx
-
-
-@pytest.fixture(autouse=True)
-def _fast_index(index: LocalIndex) -> None:
-    index.delay = 0
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import hashlib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +24,14 @@ from envstore.db.engine import make_engine
 from envstore.jobs.celery_app import Broker
 from envstore.settings import Settings
 from tests.resilience.test_database_outage import _outage
-from tests.support.cluster import REDIS_URL, Cluster, fresh_schema
-from tests.support.local_index import LocalIndex, local_index
+from tests.support.cluster import REDIS_URL, Cluster
+from tests.support.local_index import LocalIndex
 from tests.support.server import free_port
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(240)]
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELED"}
-
-
-@pytest.fixture
-def index() -> Iterator[LocalIndex]:
-    with local_index() as idx:
-        yield idx
-
-
-@pytest.fixture
-def database(pg_database: str) -> str:
-    fresh_schema(pg_database)
-    return pg_database
 
 
 def _cluster(tmp_path: Path, url: str, index: LocalIndex, **env: str) -> Cluster:

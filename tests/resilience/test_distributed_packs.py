@@ -14,7 +14,6 @@ import re
 import signal
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,26 +22,14 @@ import pytest
 from sqlalchemy import text
 
 from envstore.db.engine import make_engine
-from tests.support.cluster import REDIS_URL, Cluster, fresh_schema
-from tests.support.local_index import BIG_PAYLOAD, LocalIndex, local_index
+from tests.support.cluster import REDIS_URL, Cluster
+from tests.support.local_index import BIG_PAYLOAD, LocalIndex
 from tests.support.server import ServerProcess, processes_mentioning
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(180)]
 
 ARCHIVE = '["LOCKFILE", "YAML", "LOGS", "CONDA_PACK"]'
-
-
-@pytest.fixture(scope="module")
-def index() -> Iterator[LocalIndex]:
-    with local_index() as idx:
-        yield idx
-
-
-@pytest.fixture
-def database(pg_database: str) -> str:
-    fresh_schema(pg_database)
-    return pg_database
 
 
 def test_W6b_redis_cut_while_a_build_completes_its_pack_job_is_sent_after(

@@ -16,16 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.local_index import LocalIndex, local_index
+from tests.support.local_index import LocalIndex
 from tests.support.server import ServerProcess, processes_mentioning
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-@pytest.fixture
-def index() -> Iterator[LocalIndex]:
-    with local_index() as idx:
-        yield idx
 
 
 def _server(tmp_path: Path, index: LocalIndex, **env: str) -> ServerProcess:
