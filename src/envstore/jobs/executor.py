@@ -56,58 +56,52 @@ class _Outcome:
     tail: str = ""  # the log lines not yet written when the build ended: written with its outcome
 
 
-def durably(
-    settings: Settings,
-    factory: sessionmaker[Session],
-    events: BuildEvents,
-    build_id: int,
-    action: Callable[[Session], T],
-) -> T:
-    """Run ``action`` on ``build_id`` in a transaction, retrying while the database is
-    unavailable (D1): a build's (or pack job's) outcome is never lost to a database blip, for
-    up to ``db_retry_seconds``; waiters on the build are woken afterwards."""
-    deadline = time.monotonic() + settings.db_retry_seconds
-    pause = 0.25
-    while True:
+class JobWriter:
+    """What a build executor and a pack executor both write: a job's outcome, durably, and
+    its log, losing nothing to a database blip (D1)."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    events: BuildEvents
+
+    def _durably(self, build_id: int, action: Callable[[Session], T]) -> T:
+        """Run ``action`` on ``build_id`` in a transaction, retrying while the database is
+        unavailable: a build's (or pack job's) outcome is never lost to a blip, for up to
+        ``db_retry_seconds``; waiters on the build are woken afterwards."""
+        deadline = time.monotonic() + self.settings.db_retry_seconds
+        pause = 0.25
+        while True:
+            try:
+                with session_scope(self.factory) as db:
+                    outcome = action(db)
+                self.events.changed(build_id)
+                return outcome
+            except Unavailable:
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def _log(self, build_id: int, text: str) -> bool:
+        """Append ``text`` to the build's log; False, with nothing written, while the
+        database is away."""
         try:
-            with session_scope(factory) as db:
-                outcome = action(db)
-            events.changed(build_id)
-            return outcome
+            with session_scope(self.factory) as db:
+                svc.append_log(db, build_id, text, self.settings.max_log_bytes)
         except Unavailable:
-            if time.monotonic() + pause > deadline:
-                raise
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
+            return False
+        self.events.changed(build_id, log_only=True)
+        return True
+
+    def _flush(self, build_id: int, session: BuildSession) -> None:
+        """Move the lines a running session printed into the log; kept for the next flush
+        while the database is away."""
+        text = session.take_lines()
+        if text and not self._log(build_id, text):
+            session.put_back(text)
 
 
-def log_line(
-    settings: Settings,
-    factory: sessionmaker[Session],
-    events: BuildEvents,
-    build_id: int,
-    text: str,
-) -> bool:
-    """Append ``text`` to the build's log (a build's or its pack job's); False, with nothing
-    written, while the database is away: the caller keeps the text for its next flush."""
-    try:
-        with session_scope(factory) as db:
-            svc.append_log(db, build_id, text, settings.max_log_bytes)
-    except Unavailable:
-        return False
-    events.changed(build_id, log_only=True)
-    return True
-
-
-def flush_log(log: Callable[[int, str], bool], build_id: int, session: BuildSession) -> None:
-    """Move the lines a running session printed into the log; kept for the next flush when
-    the database is away, so the log loses nothing to a blip."""
-    text = session.take_lines()
-    if text and not log(build_id, text):
-        session.put_back(text)
-
-
-class BuildExecutor:
+class BuildExecutor(JobWriter):
     def __init__(
         self,
         settings: Settings,
@@ -252,15 +246,6 @@ class BuildExecutor:
                 return svc.heartbeat(db, build_id, worker_id)
         except Unavailable:
             return False  # a database blip must not fail the build (D1)
-
-    def _flush(self, build_id: int, session: BuildSession) -> None:
-        flush_log(self._log, build_id, session)
-
-    def _log(self, build_id: int, text: str) -> bool:
-        return log_line(self.settings, self.factory, self.events, build_id, text)
-
-    def _durably(self, build_id: int, action: Callable[[Session], T]) -> T:
-        return durably(self.settings, self.factory, self.events, build_id, action)
 
     def _conclude(
         self, claimed: svc.ClaimedBuild, outcome: _Outcome, prefix: Path, work: Path

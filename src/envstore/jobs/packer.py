@@ -15,16 +15,14 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from envstore.db.engine import session_scope
 from envstore.errors import Unavailable
 from envstore.jobs.events import BuildEvents
-from envstore.jobs.executor import durably, flush_log, log_line
+from envstore.jobs.executor import JobWriter
 from envstore.jobs.runners import BuildSession, RunnerPool
 from envstore.pipeline.contract import (
     FAILURE_FILE,
@@ -42,12 +40,11 @@ from envstore.storage.layout import StoreLayout
 
 __all__ = ["PackExecutor"]
 
-T = TypeVar("T")
 
 _TICK_SECONDS = 0.25
 
 
-class PackExecutor:
+class PackExecutor(JobWriter):
     def __init__(
         self,
         settings: Settings,
@@ -216,12 +213,3 @@ class PackExecutor:
                 return svc.pack_heartbeat(db, build_id, worker_id)
         except Unavailable:
             return True  # a database blip must not stop the job (D1)
-
-    def _flush(self, build_id: int, session: BuildSession) -> None:
-        flush_log(self._log, build_id, session)
-
-    def _log(self, build_id: int, text: str) -> bool:
-        return log_line(self.settings, self.factory, self.events, build_id, text)
-
-    def _durably(self, build_id: int, action: Callable[[Session], T]) -> T:
-        return durably(self.settings, self.factory, self.events, build_id, action)
