@@ -1,15 +1,19 @@
 """L1 and L4 of RELIABILITY.md against the distributed mode: API processes on PostgreSQL with
 Celery workers building at the same time, loaded from a separate process on loopback.
 
-Sets up a throw-away PostgreSQL database with namespaces x environments x builds (through the
-worker services, nothing installed), starts ``--api`` ``envstore serve --no-workers`` processes
-and one ``envstore worker`` that keeps building small real PyPI builds (a loopback index), then
-runs the load process: ``--clients`` concurrent clients of mixed reads spread over the API
-processes (L1) while a few clients submit specs (L4). Prints p50/p95/p99 and errors per route
-and the request rate; run it with ``--api 1`` and ``--api 2`` to see how throughput grows.
+Sets up a PostgreSQL database of namespaces x environments x builds: the first namespace
+through the worker services (submit, claim, publish; nothing installed), the others as SQL
+copies of its rows. Starts ``--api`` ``envstore serve --no-workers`` processes and one
+``envstore worker`` that builds a small real PyPI build (a loopback index) every
+``--build-every`` seconds, then runs the load process: ``--clients`` concurrent clients of
+mixed reads spread over the API processes (L1) while a few clients submit specs (L4). Prints
+p50/p95/p99 and errors per route, the request rate and where the CPU went (API processes,
+worker, PostgreSQL, load generator); run it with ``--api 1`` and ``--api 2`` to see how
+throughput grows. ``--keep NAME`` keeps the database for the next run.
 
-    python benchmarks/api_load.py [--api 2] [--clients 200] [--seconds 20]
+    python benchmarks/api_load.py [--api 2] [--clients 200] [--seconds 20] [--keep l1]
                                   [--namespaces 200] [--envs 50] [--builds 5]
+                                  [--build-every 1]
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -197,6 +202,7 @@ def replicate(url: str, namespaces: int) -> None:
 
 
 async def client_loop(
+    client: httpx.AsyncClient,
     urls: list[str],
     until: float,
     shape: tuple[int, int, int],
@@ -206,46 +212,42 @@ async def client_loop(
 ) -> None:
     namespaces, envs, total = shape
     rng = random.Random(seed)
-    async with httpx.AsyncClient(timeout=30) as client:
-        while time.monotonic() < until:
-            base = rng.choice(urls)
-            kind = rng.choice(READS)
-            ns, env, build = (
-                rng.randrange(namespaces),
-                rng.randrange(envs),
-                rng.randrange(1, total + 1),
-            )
-            path = {
-                "env list": "/api/v1/environment/",
-                "env get": f"/api/v1/environment/ns{ns}/env{env}/",
-                "build get": f"/api/v1/build/{build}/",
-                "build list (ns)": f"/api/v1/build/?namespace=ns{ns}",
-                "build packages": f"/api/v1/build/{build}/packages/",
-            }[kind]
-            await _timed(client, "GET", base + path, kind, out, errors)
+    while time.monotonic() < until:
+        base = rng.choice(urls)
+        kind = rng.choice(READS)
+        ns, env, build = (
+            rng.randrange(namespaces),
+            rng.randrange(envs),
+            rng.randrange(1, total + 1),
+        )
+        path = {
+            "env list": "/api/v1/environment/",
+            "env get": f"/api/v1/environment/ns{ns}/env{env}/",
+            "build get": f"/api/v1/build/{build}/",
+            "build list (ns)": f"/api/v1/build/?namespace=ns{ns}",
+            "build packages": f"/api/v1/build/{build}/packages/",
+        }[kind]
+        await _timed(client, "GET", base + path, kind, out, errors)
 
 
 async def submit_loop(
-    urls: list[str], until: float, out: dict[str, list[float]], errors: dict[str, int], seed: int
+    client: httpx.AsyncClient,
+    urls: list[str],
+    until: float,
+    out: dict[str, list[float]],
+    errors: dict[str, int],
+    seed: int,
 ) -> None:
     rng = random.Random(seed)
-    async with httpx.AsyncClient(timeout=30) as client:
-        while time.monotonic() < until:
-            body = {
-                "specification": f"loadpkg==1.0\n# {uuid.uuid4().hex}\n",
-                "environment_name": f"load{rng.randrange(20)}",
-                "namespace": "load",
-            }
-            await _timed(
-                client,
-                "POST",
-                rng.choice(urls) + "/api/v1/specification/",
-                "submit (L4)",
-                out,
-                errors,
-                body,
-            )
-            await asyncio.sleep(0.2)
+    while time.monotonic() < until:
+        body = {
+            "specification": f"loadpkg==1.0\n# {uuid.uuid4().hex}\n",
+            "environment_name": f"load{rng.randrange(20)}",
+            "namespace": "load",
+        }
+        url = rng.choice(urls) + "/api/v1/specification/"
+        await _timed(client, "POST", url, "submit (L4)", out, errors, body)
+        await asyncio.sleep(0.2)
 
 
 async def _timed(
@@ -270,16 +272,84 @@ async def _timed(
 
 
 async def load(args: argparse.Namespace) -> dict[str, Any]:
+    """Every client and submitter has its own connection of one pool, made before the clock
+    starts (a client per coroutine cost ~25 ms of CPU each to set up, in the measured window)."""
     urls, shape = args.urls.split(","), tuple(int(x) for x in args.shape.split(","))
-    until = time.monotonic() + args.seconds
-    out: dict[str, list[float]] = {}
-    errors: dict[str, int] = {}
-    tasks = [client_loop(urls, until, shape, out, errors, n) for n in range(args.clients)]  # type: ignore[arg-type]
-    tasks += [submit_loop(urls, until, out, errors, 10_000 + n) for n in range(args.submitters)]
-    started = time.monotonic()
-    await asyncio.gather(*tasks)
-    elapsed = time.monotonic() - started
-    return {"elapsed": elapsed, "latencies": out, "errors": errors}
+    connections = args.clients + args.submitters
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        out: dict[str, list[float]] = {}
+        errors: dict[str, int] = {}
+        cpu = time.process_time()
+        until = time.monotonic() + args.seconds
+        tasks = [
+            client_loop(client, urls, until, shape, out, errors, n)  # type: ignore[arg-type]
+            for n in range(args.clients)
+        ]
+        tasks += [
+            submit_loop(client, urls, until, out, errors, 10_000 + n)
+            for n in range(args.submitters)
+        ]
+        started = time.monotonic()
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - started
+        cpu = time.process_time() - cpu
+    return {"elapsed": elapsed, "latencies": out, "errors": errors, "cpu": cpu}
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # from the state on: the name may hold spaces
+
+
+def cpu_snapshot(roots: dict[str, list[int]]) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far (user + system, with reaped children) of every process of each
+    role's trees, and of every PostgreSQL process, by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {
+        int(p.name): st
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and (st := _stat(int(p.name)))
+    }
+    children: dict[int, list[int]] = {}
+    for pid, st in stats.items():
+        children.setdefault(int(st[1]), []).append(pid)
+    found: dict[int, tuple[str, float]] = {}
+
+    def walk(role: str, pid: int) -> None:
+        if pid in stats:
+            found[pid] = (role, sum(int(x) for x in stats[pid][11:15]) / tick)
+            for child in children.get(pid, []):
+                walk(role, child)
+
+    for role, pids in roots.items():
+        for pid in pids:
+            walk(role, pid)
+    for pid, st in stats.items():
+        if pid not in found and _comm(pid) == "postgres":
+            found[pid] = ("PostgreSQL", sum(int(x) for x in st[11:13]) / tick)
+    return found
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def cpu_used(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds per role between two snapshots (a process that ended meanwhile is lost,
+    unless its parent reaped it)."""
+    used: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        used[role] = used.get(role, 0.0) + seconds - before.get(pid, (role, 0.0))[1]
+    return used
 
 
 def report(result: dict[str, Any], api: int) -> None:
@@ -308,10 +378,10 @@ def _errors(errors: dict[str, int], kind: str) -> int:
     return sum(n for key, n in errors.items() if key.startswith(f"{kind}: "))
 
 
-def keep_building(api_url: str, stop: threading.Event) -> None:
-    """Workers build while the load runs: one small real build submitted every second."""
+def keep_building(api_url: str, stop: threading.Event, every: float) -> None:
+    """Workers build while the load runs: one small real build submitted every ``every`` s."""
     n = 0
-    while not stop.wait(1.0):
+    while every > 0 and not stop.wait(every):
         n += 1
         body = {
             "specification": f"bgpkg==1.0\n# {n}\n",
@@ -331,6 +401,13 @@ def main() -> None:
     parser.add_argument("--namespaces", type=int, default=200)
     parser.add_argument("--envs", type=int, default=50)
     parser.add_argument("--builds", type=int, default=5)
+    parser.add_argument(
+        "--build-every",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="submit one small real build every SECONDS during the load (0: none)",
+    )
     parser.add_argument(
         "--keep",
         metavar="NAME",
@@ -361,7 +438,9 @@ def main() -> None:
                 apis = [cluster.api() for _ in range(args.api)]
                 cluster.worker(concurrency=1)
                 stop = threading.Event()
-                builder = threading.Thread(target=keep_building, args=(apis[0].url, stop))
+                builder = threading.Thread(
+                    target=keep_building, args=(apis[0].url, stop, args.build_every)
+                )
                 builder.start()
                 command = [
                     sys.executable,
@@ -373,10 +452,22 @@ def main() -> None:
                     f"--submitters={args.submitters}",
                     f"--seconds={args.seconds}",
                 ]
+                roots = {
+                    "API": [a.process.pid for a in apis if a.process],
+                    "worker": [w.process.pid for w in cluster.workers if w.process],
+                }
+                before = cpu_snapshot(roots)
                 output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+                used = cpu_used(before, cpu_snapshot(roots))
                 stop.set()
                 builder.join()
-                report(json.loads(output.splitlines()[-1]), args.api)
+                result = json.loads(output.splitlines()[-1])
+                report(result, args.api)
+                used["load generator"] = result["cpu"]
+                print(
+                    f"CPU used over the {result['elapsed']:.0f} s (seconds of one core): "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in used.items())
+                )
                 built = httpx.get(
                     f"{apis[0].url}/api/v1/build/?namespace=bg&status=COMPLETED"
                 ).json()
