@@ -12,17 +12,18 @@ from tests.support.local_index import LocalIndex, local_index
 
 
 @pytest.fixture(scope="module")
-def _module_index() -> Iterator[LocalIndex]:
+def module_index() -> Iterator[LocalIndex]:
+    """The file's loopback index, for module-scoped fixtures (a cluster shared by tests)."""
     with local_index() as idx:
         yield idx
 
 
 @pytest.fixture
-def index(_module_index: LocalIndex) -> LocalIndex:
+def index(module_index: LocalIndex) -> LocalIndex:
     """The file's loopback index, answering at once: a test that slows it down (``delay``)
     slows only itself."""
-    _module_index.delay = 0
-    return _module_index
+    module_index.delay = 0
+    return module_index
 
 
 @pytest.fixture

@@ -43,14 +43,14 @@ def cluster(pg_database: str, tmp_path: Path, index: LocalIndex) -> Iterator[Clu
 
 @pytest.fixture(scope="module")
 def shared(
-    pg_database: str, tmp_path_factory: pytest.TempPathFactory, index: LocalIndex
+    pg_database: str, tmp_path_factory: pytest.TempPathFactory, module_index: LocalIndex
 ) -> Iterator[tuple[Cluster, ServerProcess]]:
     """One API and two workers of concurrency 2 (W8, W9, W10)."""
     fresh_schema(pg_database)
     made = Cluster(
         tmp_path_factory.mktemp("shared"),
         pg_database,
-        ENVSTORE_PYPI_INDEX_URL=index.url,
+        ENVSTORE_PYPI_INDEX_URL=module_index.url,
         ENVSTORE_MAX_LOG_BYTES=str(LOG_LIMIT),
     )
     try:

@@ -55,7 +55,9 @@ def test_I2_ten_thousand_packages(client: TestClient) -> None:
     text = "dependencies:\n" + "".join(f"  - pkg{i}\n" for i in range(10_000))
     started = time.perf_counter()
     status, message = _submit(client, text)
-    assert time.perf_counter() - started < 0.5  # the parse itself is < 100 ms (unit test)
+    # No solve and no full parse (the unit test shows the count comes first): seconds even on
+    # a loaded machine would mean one crept onto this path.
+    assert time.perf_counter() - started < 5
     assert status in (400, 413) and ("max_packages" in message or "max_spec_bytes" in message)
     _nothing_created(client)
 
