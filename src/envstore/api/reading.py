@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from envstore.api.deps import AppState, On, check_permission, identify_caller
 from envstore.auth import Principal
 from envstore.core.permissions import Permission
-from envstore.db.engine import discard
+from envstore.db.engine import discard, finish_read
 from envstore.errors import Unavailable
 
 __all__ = ["Read", "Reading", "entity_tag", "matches"]
@@ -105,11 +105,15 @@ class Reading:
             request.state.principal = who  # as Require does, for the error pages
             if self.permission is not None:
                 check_permission(request, db, who, self.permission, self.on)
-            return work(db, who)
+            result = work(db, who)
         except OperationalError as exc:
+            discard(db)  # a connection lost meanwhile is dropped
             raise Unavailable(f"database unavailable: {exc.orig}") from exc
-        finally:
-            discard(db)  # rolls back and closes; a connection lost meanwhile is dropped
+        except BaseException:
+            discard(db)
+            raise
+        finish_read(db)  # keeps the connection's prepared statements (see finish_read)
+        return result
 
 
 def Read(permission: Permission | None, on: On) -> Any:

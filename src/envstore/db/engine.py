@@ -28,6 +28,8 @@ __all__ = [
     "SessionFactory",
     "alembic_config",
     "current_revision",
+    "discard",
+    "finish_read",
     "head_revision",
     "make_engine",
     "session_scope",
@@ -50,8 +52,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # Up to 30 connections, all kept once opened: "overflow" connections are closed when they
+    # come back while the pool is full, and on PostgreSQL each new one forks a backend that
+    # starts with cold caches; 10 kept + 20 overflow churned 12 of a load test's 38 CPU-seconds
+    # there (benchmarks/README.md). The cap, per process, is what max_connections must allow.
+    kwargs.setdefault("pool_size", 30)
+    kwargs.setdefault("max_overflow", 0)
     kwargs.setdefault("pool_timeout", 5)
     connect_args = kwargs.pop("connect_args", {}) | {"connect_timeout": 5}
     return create_engine(url, connect_args=connect_args, **kwargs)
@@ -87,6 +93,20 @@ def discard(session: Session) -> None:
     pool replaces it) rather than raised over the error that matters."""
     try:
         session.rollback()
+        session.close()
+    except OperationalError:
+        with contextlib.suppress(Exception):
+            session.invalidate()
+
+
+def finish_read(session: Session) -> None:
+    """End a session that only read: COMMIT, which for a transaction without writes is the
+    same as a rollback, then close. psycopg forgets a connection's prepared statements on
+    rollback, so PostgreSQL planned every query of every read anew: ~3 ms of its CPU per read
+    under load (benchmarks/README.md). A connection lost meanwhile is dropped, not raised:
+    what was read stands."""
+    try:
+        session.commit()
         session.close()
     except OperationalError:
         with contextlib.suppress(Exception):
