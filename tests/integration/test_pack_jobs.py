@@ -11,6 +11,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,10 +20,11 @@ from fastapi.testclient import TestClient
 
 from envstore.artifacts.oci import ZSTD_LAYER_MEDIA_TYPE
 from envstore.db.engine import session_scope
+from envstore.db.models import utcnow
 from envstore.jobs.inprocess import InProcessQueue
 from envstore.jobs.packer import PackExecutor
 from envstore.jobs.runners import RunnerPool
-from envstore.services import packing
+from envstore.services import dispatch, packing
 from envstore.settings import Settings
 from tests.integration.helpers import client_for, complete, fail, submit
 
@@ -219,3 +221,48 @@ def test_W4_W1_pack_job_claimed_once_and_requeued_when_its_worker_dies(
     build = _build(client, build_id)
     assert build["artifacts_status"] == "FAILED" and build["status"] == "COMPLETED"
     assert json.dumps(build["artifacts_status_info"]).count("worker_lost") == 1
+
+
+class _SlowUploads:
+    """A blob store whose uploads of hashed files take ``seconds`` each (a large layer to S3)."""
+
+    def __init__(self, blobs: Any, seconds: float) -> None:
+        self._blobs, self._seconds = blobs, seconds
+
+    def put_hashed_file(self, path: Any, digest: str) -> Any:
+        time.sleep(self._seconds)
+        return self._blobs.put_hashed_file(path, digest)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._blobs, name)
+
+
+def test_a_pack_job_beats_while_it_uploads_so_no_reaper_takes_it_back(
+    client: TestClient,
+) -> None:
+    state = _state(client)
+    settings = state.settings.model_copy(
+        update={"heartbeat_interval": 0.2, "heartbeat_timeout": 1.0}
+    )
+    build_id = _completed(client)
+    claimed = _claim(client)
+    assert claimed is not None
+    runners = RunnerPool(settings)
+    slow = _SlowUploads(state.blobs, 1.0)  # two uploads (archive, layer): 2 s > the timeout
+    packer = PackExecutor(settings, state.factory, slow, runners, state.events)  # type: ignore[arg-type]
+    stale: list[list[int]] = []
+
+    def watch() -> None:  # what the reaper sees, while the upload goes on
+        while thread.is_alive():
+            cutoff = utcnow() - timedelta(seconds=settings.heartbeat_timeout)
+            with session_scope(state.factory) as db:
+                stale.append([p.build_id for p in dispatch.stale_packing(db, cutoff)])
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=packer.run, args=(claimed, "h:1:0"))
+    thread.start()
+    watch()
+    thread.join()
+    runners.close_all()
+    assert len(stale) > 10 and not any(stale), stale
+    assert _build(client, build_id)["artifacts_status"] == "COMPLETED"

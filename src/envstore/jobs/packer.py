@@ -15,7 +15,10 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -170,6 +173,14 @@ class PackExecutor(JobWriter):
                 self._fail(claimed.build_id, worker_id, "pack_failed: the pack process died")
             return
         files = PackResult.read(result_file).artifact_files
+        # Uploading gigabytes to S3 outlasts the heartbeat timeout: without beats, the reaper
+        # would take the job back mid-upload and give it to another worker, again and again.
+        with _beating(lambda: self._beat(claimed.build_id, worker_id), self.settings):
+            self._store_and_record(claimed, files, worker_id, start)
+
+    def _store_and_record(
+        self, claimed: svc.ClaimedPack, files: list[dict[str, Any]], worker_id: str, start: float
+    ) -> None:
         try:  # stored before the database links anything (D4); hashed as they were written
             store_artifact_files(self.blobs, files, hashed=True)
         except Exception as exc:
@@ -213,3 +224,21 @@ class PackExecutor(JobWriter):
                 return svc.pack_heartbeat(db, build_id, worker_id)
         except Unavailable:
             return True  # a database blip must not stop the job (D1)
+
+
+@contextmanager
+def _beating(beat: Callable[[], object], settings: Settings) -> Iterator[None]:
+    """Call ``beat`` every ``heartbeat_interval`` from a thread while the block runs."""
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.wait(settings.heartbeat_interval):
+            beat()
+
+    thread = threading.Thread(target=loop, name="pack-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
