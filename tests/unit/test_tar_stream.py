@@ -3,12 +3,23 @@ not depend on which of the two wrote them (reproducibility across envstore versi
 
 from __future__ import annotations
 
+import gzip
 import io
+import os
 import tarfile
+from pathlib import Path
 
 import pytest
+import zstandard
 
-from envstore.artifacts.tarball import FIXED_MTIME, TarStream
+from envstore.artifacts.tarball import (
+    FIXED_MTIME,
+    Compression,
+    TarStream,
+    ThreadedWriter,
+    TreeOptions,
+    write_tree,
+)
 
 ENTRIES = [
     ("bin", 0o755, tarfile.DIRTYPE, b"", ""),
@@ -63,3 +74,45 @@ def test_a_large_stream_is_written_in_chunks() -> None:
     """Entries past the 1 MiB buffer reach the output before close, in order."""
     big = [(f"f{n:03d}", 0o644, tarfile.REGTYPE, bytes([n % 256]) * 5000, "") for n in range(400)]
     assert _with_stream(big) == _with_tarfile(big)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        return len(data)
+
+
+def test_a_big_write_is_queued_in_slices_of_one_mib() -> None:
+    """A whole big file queued as one chunk let eight of them sit in memory at once."""
+    big = bytes(range(256)) * (5 * 4096 + 7)  # 5 MiB and a bit
+    target = _Recorder()
+    with ThreadedWriter(target) as writer:
+        writer.write(b"head")
+        writer.write(big)
+        writer.write(b"tail")
+    assert b"".join(target.chunks) == b"head" + big + b"tail"
+    assert max(len(chunk) for chunk in target.chunks) == 1 << 20
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_a_prefix_with_a_big_file_reads_back_from_either_compression(
+    tmp_path: Path, compression: Compression
+) -> None:
+    (tmp_path / "lib").mkdir()
+    big = os.urandom(3 << 20)
+    (tmp_path / "lib" / "big.so").write_bytes(big)
+    (tmp_path / "small.txt").write_text("x")
+    out = io.BytesIO()
+    write_tree(tmp_path, out, TreeOptions(), compression)
+    raw = out.getvalue()
+    plain = (
+        zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+        if compression == "zstd"
+        else gzip.decompress(raw)
+    )
+    with tarfile.open(fileobj=io.BytesIO(plain)) as tar:
+        member = tar.extractfile("lib/big.so")
+        assert member is not None and member.read() == big
