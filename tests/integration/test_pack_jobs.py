@@ -266,3 +266,24 @@ def test_a_pack_job_beats_while_it_uploads_so_no_reaper_takes_it_back(
     runners.close_all()
     assert len(stale) > 10 and not any(stale), stale
     assert _build(client, build_id)["artifacts_status"] == "COMPLETED"
+
+
+def test_the_reaper_cannot_fail_a_pack_job_its_worker_completed(client: TestClient) -> None:
+    """The reaper decides on a stale job, then fails it with no worker id: a worker that
+    linked the artifacts in between keeps its COMPLETED job (found by review)."""
+    build_id = _completed(client)
+    state = _state(client)
+    claimed = _claim(client)
+    assert claimed is not None
+    data = b"an archive"
+    digest = state.blobs.put_bytes(data)
+    with session_scope(state.factory) as db:
+        rows = [("CONDA_PACK", digest, len(data)), ("DOCKER_MANIFEST", digest, len(data))]
+        assert packing.record_packed(
+            db, state.blobs, claimed, "h:1:0", packing.PackedBlobs(rows), "packed"
+        )
+    with session_scope(state.factory) as db:
+        packing.fail_pack(db, build_id, None, "worker_lost: no heartbeat")
+    build = _build(client, build_id)
+    assert build["artifacts_status"] == "COMPLETED"
+    assert client.get(f"/api/v1/build/{build_id}/archive/").status_code == 200

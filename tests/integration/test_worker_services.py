@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, insert, update
+from sqlalchemy import event, insert, text, update
 
 from envstore.db.engine import session_scope
 from envstore.db.models import Build, BuildLogChunk
@@ -212,14 +212,47 @@ def test_D1_a_publish_replayed_after_a_lost_commit_answer_is_not_undone(
         claimed = svc.claim(db, build_id, "host:1:0")
     assert claimed is not None
     result = BuildResult("x", "y", [], 0)
+    tail = ("the build's last line\n", 10_000)
     with session_scope(state.factory) as db:
-        first = svc.publish(db, state.blobs, claimed, result, "p")
+        first = svc.publish(db, state.blobs, claimed, result, "p", log_tail=tail)
     with session_scope(state.factory) as db:
-        replay = svc.publish(db, state.blobs, claimed, result, "p")
+        replay = svc.publish(db, state.blobs, claimed, result, "p", log_tail=tail)
     assert first == replay == (True, True)
+    log = client.get(f"/api/v1/build/{build_id}/logs/").text
+    assert log.count("the build's last line") == 1  # the replay did not write it again
     other = dataclasses.replace(claimed, worker_id="host:2:0")
     with session_scope(state.factory) as db:  # someone else's attempt is still refused
         assert svc.publish(db, state.blobs, other, result, "p") == (False, False)
     data = client.get(f"/api/v1/build/{build_id}/").json()["data"]
     assert data["status"] == "COMPLETED"
     assert sorted(a["artifact_type"] for a in data["build_artifacts"]).count("LOCKFILE") == 1
+
+
+def test_a_publish_locks_its_environment_not_the_namespace(client: TestClient) -> None:
+    """Environment.namespace is joined eagerly: a plain FOR UPDATE of the environment locked
+    the namespace's row too, and every publish of a namespace queued on it (found by review)."""
+    from envstore.pipeline.contract import BuildResult
+
+    state = client.app.state.envstore  # type: ignore[attr-defined]
+    if not state.settings.resolved_database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's (SQLite locks the whole database)")
+    build_id = submit(client)
+    with session_scope(state.factory) as db:
+        claimed = svc.claim(db, build_id, "host:1:0")
+    assert claimed is not None
+    seen: list[str] = []
+
+    def switch_link() -> None:  # called in the publish's transaction, environment locked
+        with state.factory() as other:
+            other.execute(text("SET lock_timeout = '2s'"))
+            locked = other.execute(
+                text("SELECT name FROM namespace WHERE name = 'default' FOR UPDATE")
+            ).scalar_one()
+            seen.append(locked)
+            other.rollback()
+
+    with session_scope(state.factory) as db:
+        published = svc.publish(
+            db, state.blobs, claimed, BuildResult("x", "y", [], 0), "p", (), switch_link
+        )
+    assert published == (True, True) and seen == ["default"]

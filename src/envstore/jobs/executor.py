@@ -299,14 +299,13 @@ class BuildExecutor(JobWriter):
         packs: list[str] = []
 
         def record(db: Session) -> tuple[bool, bool]:
-            if tail:  # the build's last log lines, in the same transaction as its outcome
-                svc.add_log_chunk(db, claimed.id, tail, self.settings.max_log_bytes)
             # The archive and image are made after COMPLETED, by a pack job queued here.
             kinds = effective_build_artifacts(
                 db, self.settings, claimed.namespace, claimed.environment
             )
             packs[:] = packed_artifacts(kinds)
-            return svc.publish(db, self.blobs, claimed, result, key, kinds, link.switch)
+            last_lines = (tail, self.settings.max_log_bytes)
+            return svc.publish(db, self.blobs, claimed, result, key, kinds, link.switch, last_lines)
 
         try:
             published, _ = self._durably(claimed.id, record)

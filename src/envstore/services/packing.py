@@ -299,7 +299,11 @@ class PackedBlobs:
 
 def fail_pack(db: Session, build_id: int, worker_id: str | None, info: str) -> None:
     """End the job FAILED with ``info``; the build itself stays COMPLETED."""
-    query = update(ArtifactJob).where(ArtifactJob.build_id == build_id)
+    # never over a COMPLETED job: the reaper (no worker id) may decide on a job whose
+    # worker linked its artifacts just after the reaper looked
+    query = update(ArtifactJob).where(
+        ArtifactJob.build_id == build_id, ArtifactJob.status != ArtifactStatus.COMPLETED
+    )
     if worker_id is not None:
         query = query.where(ArtifactJob.worker_id == worker_id)
     db.execute(

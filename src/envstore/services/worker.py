@@ -208,6 +208,7 @@ def publish(
     prefix_key: str,
     artifacts: Sequence[str] = (),
     switch_link: Callable[[], None] | None = None,
+    log_tail: tuple[str, int] = ("", 0),
 ) -> tuple[bool, bool]:
     """Record a successful build and make it current when it is the newest; queue the pack
     job of its archive and image when ``artifacts`` (its effective ``build_artifacts``) asks.
@@ -218,12 +219,17 @@ def publish(
     it in the order of their commits. Returns (published, switched). Not published if the
     build was taken away from this worker meanwhile (requeued, or canceled: then it is CANCELED
     here), and nothing is recorded. A replay after a commit whose answer was lost (D1) finds
-    the build already COMPLETED by this attempt and answers as the first call did."""
+    the build already COMPLETED by this attempt and answers as the first call did.
+
+    ``log_tail`` (text, max log bytes): the build's last log lines, written in the same
+    transaction as its outcome, and not again by a replay."""
     build = db.get_one(Build, claimed.id)
     if build.status == BuildStatus.COMPLETED and build.worker_id == claimed.worker_id:
         current = db.scalar(select(Environment.current_build_id).where(
             Environment.id == build.environment_id))  # fmt: skip
         return True, current == build.id
+    if log_tail[0]:
+        add_log_chunk(db, claimed.id, *log_tail)
     if build.status != BuildStatus.BUILDING or build.worker_id != claimed.worker_id:
         return False, False
     if build.cancel_requested:  # the cancel came after the build process succeeded (W11)
@@ -255,7 +261,11 @@ def publish(
     build.size = result.size
     build.python_version = result.python_version
     build.ended_on = now
-    env = db.get_one(Environment, build.environment_id, with_for_update=True)
+    # the environment's row only: Environment.namespace is joined eagerly, and a plain FOR
+    # UPDATE would lock the namespace's row too (every publish of a namespace in a queue)
+    env = db.get_one(
+        Environment, build.environment_id, with_for_update={"of": Environment, "key_share": True}
+    )
     switched = env.current_build_id is None or env.current_build_id < build.id
     if switched and env.deleted_on is None:
         db.add(
