@@ -58,6 +58,17 @@ def _claim(client: TestClient, worker: str = "h:1:0") -> packing.ClaimedPack | N
     return None
 
 
+def _record_packed(client: TestClient, claimed: packing.ClaimedPack) -> None:
+    """Complete a claimed pack job as its worker would, with a stand-in archive and image."""
+    state = _state(client)
+    data = b"an archive"
+    digest = state.blobs.put_bytes(data)
+    with session_scope(state.factory) as db:
+        rows = [("CONDA_PACK", digest, len(data)), ("DOCKER_MANIFEST", digest, len(data))]
+        packed = packing.PackedBlobs(rows)
+        assert packing.record_packed(db, state.blobs, claimed, "h:1:0", packed, "packed")
+
+
 def _build(client: TestClient, build_id: int) -> dict[str, Any]:
     data: dict[str, Any] = client.get(f"/api/v1/build/{build_id}/").json()["data"]
     return data
@@ -194,12 +205,7 @@ def test_archive_request_waits_for_the_pack_job(client: TestClient) -> None:
     state = _state(client)
     claimed = _claim(client)
     assert claimed is not None
-    data = b"an archive"
-    digest = state.blobs.put_bytes(data)
-    with session_scope(state.factory) as db:
-        rows = [("CONDA_PACK", digest, len(data)), ("DOCKER_MANIFEST", digest, len(data))]
-        packed = packing.PackedBlobs(rows)
-        assert packing.record_packed(db, state.blobs, claimed, "h:1:0", packed, "packed")
+    _record_packed(client, claimed)
     state.events.changed(build_id)
     waiter.join(timeout=30)
     ((status, seconds),) = answers
@@ -275,13 +281,7 @@ def test_the_reaper_cannot_fail_a_pack_job_its_worker_completed(client: TestClie
     state = _state(client)
     claimed = _claim(client)
     assert claimed is not None
-    data = b"an archive"
-    digest = state.blobs.put_bytes(data)
-    with session_scope(state.factory) as db:
-        rows = [("CONDA_PACK", digest, len(data)), ("DOCKER_MANIFEST", digest, len(data))]
-        assert packing.record_packed(
-            db, state.blobs, claimed, "h:1:0", packing.PackedBlobs(rows), "packed"
-        )
+    _record_packed(client, claimed)
     with session_scope(state.factory) as db:
         packing.fail_pack(db, build_id, None, "worker_lost: no heartbeat")
     build = _build(client, build_id)

@@ -10,7 +10,7 @@ does not hold it (~10 MB, issue 11).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,12 +91,7 @@ def session_scope(factory: SessionFactory) -> Iterator[Session]:
 def discard(session: Session) -> None:
     """Roll back and close after an error; a connection lost meanwhile is invalidated (the
     pool replaces it) rather than raised over the error that matters."""
-    try:
-        session.rollback()
-        session.close()
-    except OperationalError:
-        with contextlib.suppress(Exception):
-            session.invalidate()
+    _end(session, session.rollback)
 
 
 def finish_read(session: Session) -> None:
@@ -105,8 +100,12 @@ def finish_read(session: Session) -> None:
     rollback, so PostgreSQL planned every query of every read anew: ~3 ms of its CPU per read
     under load (benchmarks/README.md). A connection lost meanwhile is dropped, not raised:
     what was read stands."""
+    _end(session, session.commit)
+
+
+def _end(session: Session, end: Callable[[], None]) -> None:
     try:
-        session.commit()
+        end()
         session.close()
     except OperationalError:
         with contextlib.suppress(Exception):
