@@ -221,7 +221,11 @@ def test_W9_100_builds_never_more_than_n_at_once(
 ) -> None:
     cluster, api = shared
     slots = sum(w.concurrency for w in cluster.workers)
-    ids = [api.submit("w9pkg==1.0\n", name=f"w9-{n}") for n in range(100)]
+    # Each build waits 1 s for a wheel of its own (none in uv's cache): fast builds on a loaded machine finished about as
+    # fast as the submits came, so the sampler below, which starts after them, saw one at a
+    # time (CI run p1, two CI runs at once) and could not tell that the slots were used.
+    index.delay = 1
+    ids = [api.submit(f"w9pkg{n}==1.0\n", name=f"w9-{n}") for n in range(100)]
     most = 0
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
